@@ -1,0 +1,35 @@
+"""qlinreg: learning under quantization in high-dimensional linear regression.
+
+Simulates one-pass mini-batch SGD with quantized data, labels, parameters, activations and
+output gradients (Zhang, Su, Zou, ICLR 2026), computes its excess risk, and compares with the
+paper's theory.
+"""
+
+from qlinreg.problem import Problem, make_problem
+from qlinreg.quantize import (
+    Additive,
+    Multiplicative,
+    MultiplicativeElementwise,
+    NoQuant,
+    Scheme,
+    parse_quantizer,
+)
+from qlinreg.sgd import DivergenceError, SGDConfig, SimResult, geometric_checkpoints, simulate
+
+__all__ = [
+    "Additive",
+    "DivergenceError",
+    "Multiplicative",
+    "MultiplicativeElementwise",
+    "NoQuant",
+    "Problem",
+    "SGDConfig",
+    "Scheme",
+    "SimResult",
+    "geometric_checkpoints",
+    "make_problem",
+    "parse_quantizer",
+    "simulate",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,148 @@
+"""The paper's idealized, unbiased quantizers (SPEC §3).
+
+Each quantizer is a frozen description (a JAX pytree whose only leaf is ``eps``, so a sweep
+over ε does not recompile) and a pure, jittable call ``q(key, u)`` with ``key`` a
+``uint32[2]`` :mod:`qlinreg.prng` key. The *vector* of the paper is the **last axis** of
+``u``: a feature row for ``Q_d`` (``u`` is the ``B×d`` batch), the length-``B`` vector for
+``Q_l``, ``Q_a``, ``Q_o`` and the whole ``w`` for ``Q_p``.
+
+Conditional moments, for every kind: ``E[Q(u) | u] = u`` and
+
+- :class:`Additive` ``E[(Q(u)−u)(Q(u)−u)ᵀ | u] = ε·I``,
+- :class:`Multiplicative` ``= ε·u uᵀ`` (``Q(u) = (1 + √ε·ζ)·u``, one ``ζ`` per vector),
+- :class:`MultiplicativeElementwise` ``= ε·diag(u²)`` (one ``ζ_i`` per element).
+
+The noise variables are standard normal by default; ``noise="uniform"`` uses a uniform
+variable of the same variance (a dither), which changes no second moment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import ClassVar, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qlinreg import prng
+
+__all__ = [
+    "Additive",
+    "Idealized",
+    "Multiplicative",
+    "MultiplicativeElementwise",
+    "NoQuant",
+    "unit_noise",
+]
+
+NoiseLaw = Literal["gaussian", "uniform"]
+_NOISE_LAWS = ("gaussian", "uniform")
+
+
+def unit_noise(key: jax.Array, shape: tuple[int, ...], dtype, law: NoiseLaw) -> jax.Array:
+    """Mean-0, variance-1 draws: standard normal or uniform on (−√3, √3)."""
+    if law == "gaussian":
+        return prng.normal(key, shape, dtype)
+    return jnp.asarray(math.sqrt(3.0), dtype) * prng.uniform_symmetric(key, shape, dtype)
+
+
+def _check_eps(kind: str, eps) -> None:
+    if isinstance(eps, bool):
+        raise ValueError(f"{kind} quantizer: eps must be a number ≥ 0, got {eps!r}")
+    if isinstance(eps, int | float | np.number):
+        if not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"{kind} quantizer: eps must be a finite number ≥ 0, got {eps!r}")
+    elif isinstance(eps, str | bytes | list | tuple | dict):
+        raise ValueError(f"{kind} quantizer: eps must be a number ≥ 0, got {eps!r}")
+
+
+def _check_noise(kind: str, noise) -> None:
+    if noise not in _NOISE_LAWS:
+        raise ValueError(f"{kind} quantizer: noise must be one of {_NOISE_LAWS}, got {noise!r}")
+
+
+def _pytree(cls):
+    """Register an ε-quantizer as a pytree: ``eps`` is data, the noise law is static."""
+    return jax.tree_util.register_dataclass(cls, data_fields=["eps"], meta_fields=["noise"])
+
+
+@partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=[])
+@dataclass(frozen=True)
+class NoQuant:
+    """Full precision: ``Q(u) = u``."""
+
+    kind: ClassVar[str] = "none"
+
+    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
+        return u
+
+    @property
+    def label(self) -> str:
+        return "none"
+
+
+class _Scaled:
+    """Shared parts of the ε-parametrised quantizers."""
+
+    kind: ClassVar[str]
+    eps: float
+    noise: NoiseLaw
+
+    def __post_init__(self) -> None:
+        _check_eps(self.kind, self.eps)
+        _check_noise(self.kind, self.noise)
+
+    @property
+    def label(self) -> str:
+        tail = "" if self.noise == "gaussian" else f":{self.noise}"
+        return f"{self.kind}:{float(self.eps):g}{tail}"
+
+    def _sqrt_eps(self, dtype) -> jax.Array:
+        return jnp.sqrt(jnp.asarray(self.eps, dtype))
+
+
+@_pytree
+@dataclass(frozen=True)
+class Additive(_Scaled):
+    """INT-like additive error, covariance ``ε·I``: ``Q(u) = u + √ε·z``."""
+
+    eps: float
+    noise: NoiseLaw = "gaussian"
+    kind: ClassVar[str] = "additive"
+
+    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
+        return u + self._sqrt_eps(u.dtype) * unit_noise(key, u.shape, u.dtype, self.noise)
+
+
+@_pytree
+@dataclass(frozen=True)
+class Multiplicative(_Scaled):
+    """FP-like rank-one error, covariance ``ε·u uᵀ``: ``Q(u) = (1 + √ε·ζ)·u``, one ``ζ`` per vector."""
+
+    eps: float
+    noise: NoiseLaw = "gaussian"
+    kind: ClassVar[str] = "multiplicative"
+
+    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
+        zeta = unit_noise(key, u.shape[:-1] + (1,), u.dtype, self.noise)
+        return u * (1 + self._sqrt_eps(u.dtype) * zeta)
+
+
+@_pytree
+@dataclass(frozen=True)
+class MultiplicativeElementwise(_Scaled):
+    """Per-element multiplicative error, covariance ``ε·diag(u²)``: ``Q(u)_i = (1 + √ε·ζ_i)·u_i``."""
+
+    eps: float
+    noise: NoiseLaw = "gaussian"
+    kind: ClassVar[str] = "multiplicative_elementwise"
+
+    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
+        zeta = unit_noise(key, u.shape, u.dtype, self.noise)
+        return u * (1 + self._sqrt_eps(u.dtype) * zeta)
+
+
+Idealized = NoQuant | Additive | Multiplicative | MultiplicativeElementwise

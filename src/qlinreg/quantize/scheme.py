@@ -1,0 +1,133 @@
+"""A :class:`Scheme` assigns one quantizer to each of the five roles of SPEC §2.
+
+Roles: ``data`` (``Q_d``), ``labels`` (``Q_l``), ``params`` (``Q_p``), ``activations``
+(``Q_a``) and ``grads`` (``Q_o``, output gradients). Text form, shared by the CLI and config
+files: ``ROLE=KIND[:EPS[:NOISE]]`` with ``ROLE`` one of the five or ``all``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields, replace
+from functools import partial
+
+import jax
+
+from qlinreg.quantize.idealized import (
+    Additive,
+    Multiplicative,
+    MultiplicativeElementwise,
+    NoQuant,
+)
+
+__all__ = ["KINDS", "ROLES", "Quantizer", "Scheme", "parse_quantizer", "register_kind"]
+
+ROLES = ("data", "labels", "params", "activations", "grads")
+
+Quantizer = Callable[[jax.Array, jax.Array], jax.Array]
+"""A quantizer: a pytree (its tunable numbers as leaves, the rest static) called as
+``q(key, u)`` with a ``uint32[2]`` :mod:`qlinreg.prng` key; the last axis of ``u`` is the
+paper's vector."""
+
+# name → parser of the text after "KIND:" (None when there is none).
+_KINDS: dict[str, Callable[[str | None], Quantizer]] = {}
+
+
+def register_kind(name: str, parse: Callable[[str | None], Quantizer]) -> None:
+    """Make ``ROLE=name[:ARGS]`` parse with ``parse(ARGS)`` (used by number formats)."""
+    _KINDS[name] = parse
+
+
+def _parse_eps(kind: str, text: str | None) -> float:
+    if text is None or text == "":
+        raise ValueError(f"quantizer kind {kind!r} needs an ε: write {kind}:EPS, e.g. {kind}:0.01")
+    try:
+        eps = float(text)
+    except ValueError:
+        raise ValueError(f"{kind} quantizer: eps must be a number ≥ 0, got {text!r}") from None
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{kind} quantizer: eps must be a finite number ≥ 0, got {text!r}")
+    return eps
+
+
+def _scaled(cls) -> Callable[[str | None], Quantizer]:
+    def parse(args: str | None) -> Quantizer:
+        eps_text, _, noise = (args or "").partition(":")
+        return cls(_parse_eps(cls.kind, eps_text), noise or "gaussian")
+
+    return parse
+
+
+def _none(args: str | None) -> Quantizer:
+    if args not in (None, "", "0"):
+        raise ValueError(f"quantizer kind 'none' takes no arguments, got 'none:{args}'")
+    return NoQuant()
+
+
+register_kind("none", _none)
+for _cls in (Additive, Multiplicative, MultiplicativeElementwise):
+    register_kind(_cls.kind, _scaled(_cls))
+
+KINDS = _KINDS  # the live registry: number formats add their names on import
+
+
+def parse_quantizer(text: str) -> Quantizer:
+    """``KIND[:ARGS]`` → quantizer, e.g. ``additive:0.01`` or ``multiplicative:1e-3:uniform``."""
+    kind, sep, args = text.strip().partition(":")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown quantizer kind {kind!r}; allowed: {', '.join(sorted(_KINDS))}")
+    return _KINDS[kind](args if sep else None)
+
+
+@partial(jax.tree_util.register_dataclass, data_fields=list(ROLES), meta_fields=[])
+@dataclass(frozen=True)
+class Scheme:
+    """One quantizer per role; unquantized (``none``) by default."""
+
+    data: Quantizer = NoQuant()
+    labels: Quantizer = NoQuant()
+    params: Quantizer = NoQuant()
+    activations: Quantizer = NoQuant()
+    grads: Quantizer = NoQuant()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if not callable(getattr(self, f.name)):
+                raise TypeError(f"Scheme.{f.name} must be a quantizer, got {getattr(self, f.name)!r}")
+
+    @classmethod
+    def all(cls, q: Quantizer) -> Scheme:
+        """The same quantizer on all five roles."""
+        return cls(*(q,) * len(ROLES))
+
+    @classmethod
+    def parse(cls, specs: Iterable[str]) -> Scheme:
+        """Build from ``ROLE=KIND[:ARGS]`` strings, applied in order (``all=`` first is usual)."""
+        scheme = cls()
+        for spec in specs:
+            role, eq, qtext = spec.partition("=")
+            role = role.strip()
+            if not eq or not qtext.strip():
+                raise ValueError(
+                    f"malformed quantization spec {spec!r}: expected ROLE=KIND[:EPS], "
+                    f"e.g. data=additive:0.01 (roles: {', '.join(ROLES)}, all)"
+                )
+            if role != "all" and role not in ROLES:
+                raise ValueError(
+                    f"unknown role {role!r} in {spec!r}; allowed: {', '.join(ROLES)}, all"
+                )
+            q = parse_quantizer(qtext)
+            scheme = cls.all(q) if role == "all" else replace(scheme, **{role: q})
+        return scheme
+
+    def items(self) -> list[tuple[str, Quantizer]]:
+        return [(r, getattr(self, r)) for r in ROLES]
+
+    def labels_by_role(self) -> dict[str, str]:
+        """``{role: "kind:eps"}`` for tables and plot titles."""
+        return {r: getattr(q, "label", type(q).__name__) for r, q in self.items()}
+
+    @property
+    def is_full_precision(self) -> bool:
+        return all(isinstance(q, NoQuant) for _, q in self.items())

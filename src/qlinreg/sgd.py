@@ -1,0 +1,575 @@
+"""Quantized one-pass mini-batch SGD (SPEC §2) and its Monte Carlo engine.
+
+For ``t = 1 … N``, with a fresh batch ``X_t ∈ R^{B×d}``, ``y_t = X_t w* + ξ_t``::
+
+    w_t = w_{t-1} + (γ/B) · Q_d(X_t)ᵀ · Q_o( Q_l(y_t) − Q_a( Q_d(X_t) · Q_p(w_{t-1}) ) )
+
+``Q_d(X_t)`` is drawn once per step and used twice; stored weights stay in full precision.
+The engine runs many independent trials at once (``vmap``) and the steps with ``lax.scan``,
+in chunks of steps so that progress is shown and nothing finished is lost on interruption.
+Randomness: trial ``k`` has key ``derive(key(seed), k)`` and each step ``t`` and role ``r``
+draws from ``derive(trial key, t, r)``, so a trial's path does not depend on how many trials
+run or how they are chunked.
+
+Shortcuts exact in distribution (SPEC §6), used unless ``literal=True``:
+
+- additive Gaussian ``Q_d``: ``Q_d(x) ~ N(0, H^(q))`` is drawn directly and
+  ``y | Q_d(x) ~ N(⟨w*^(q), Q_d(x)⟩, σ² + 2·ApproxErr)`` (``(Q_d(x), y)`` is jointly Gaussian);
+- ``B = 1`` with additive or elementwise-multiplicative Gaussian ``Q_p``: ``Q_d(x)ᵀ(Q_p(w) − w)``
+  given ``Q_d(x)`` is ``N(0, ε_p‖Q_d(x) ⊙ s‖²)`` with ``s = 1`` or ``s = w``: one normal, not ``d``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from qlinreg import prng
+from qlinreg.problem import Problem
+from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise, NoQuant
+from qlinreg.quantize.scheme import ROLES, Scheme
+from qlinreg.theory.quantized_data import (
+    H_q,
+    approx_err,
+    data_noise_diag,
+    quantized_input_risk,
+    w_star_q,
+)
+
+__all__ = [
+    "DivergenceError",
+    "SGDConfig",
+    "SimResult",
+    "geometric_checkpoints",
+    "simulate",
+]
+
+Average = Literal["polyak", "tail", "last"]
+_AVERAGES = ("polyak", "tail", "last")
+
+# Stream labels of the per-step keys: the raw features and label noise, then the five roles.
+_FEATURES, _LABEL_NOISE = 0, 1
+_ROLE_ID = {role: 2 + i for i, role in enumerate(ROLES)}
+_N_STREAMS = 2 + len(ROLES)
+_TRIAL_TAG = 0x7121A1  # second label of the seed → trial derivation
+
+# A trial has diverged when ‖w_t‖² exceeds this multiple of 1 + ‖w*‖² + ‖w_0‖², or is not finite.
+DIVERGENCE_FACTOR = 1e6
+
+
+def _positive_int(name: str, value, *, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class SGDConfig:
+    """Constant-step-size one-pass SGD (SPEC §2).
+
+    Attributes:
+        lr: step size ``γ`` (> 0).
+        steps: number of steps ``N`` (≥ 1); ``N·B`` samples are used once each.
+        batch: batch size ``B`` (≥ 1).
+        average: ``"polyak"`` (``w̄_N = (1/N) Σ_{t=0}^{N-1} w_t``), ``"tail"`` (average of
+            ``w_{⌊N/2⌋} … w_{N-1}``) or ``"last"`` (``w_N``).
+        w0: initial weights (default ``0``).
+    """
+
+    lr: float
+    steps: int
+    batch: int = 1
+    average: Average = "polyak"
+    w0: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            lr = float(self.lr)
+        except (TypeError, ValueError):
+            raise ValueError(f"lr (γ) must be a number > 0, got {self.lr!r}") from None
+        if not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr (γ) must be a finite number > 0, got {self.lr!r}")
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "steps", _positive_int("steps (N)", self.steps))
+        object.__setattr__(self, "batch", _positive_int("batch (B)", self.batch))
+        if self.average not in _AVERAGES:
+            raise ValueError(f"average must be one of {_AVERAGES}, got {self.average!r}")
+        if self.w0 is not None:
+            w0 = np.array(self.w0, dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(w0)):
+                raise ValueError("w0 must be finite")
+            w0.setflags(write=False)
+            object.__setattr__(self, "w0", w0)
+
+    def initial(self, d: int) -> np.ndarray:
+        """``w_0`` as a length-``d`` array."""
+        if self.w0 is None:
+            return np.zeros(d)
+        if self.w0.size != d:
+            raise ValueError(f"w0 must have length dim = {d}, got {self.w0.size}")
+        return self.w0
+
+
+def geometric_checkpoints(steps: int, per_decade: int = 10) -> np.ndarray:
+    """Roughly ``per_decade`` geometrically spaced steps per decade in ``[1, N]``, always with ``N``."""
+    steps = _positive_int("steps (N)", steps)
+    per_decade = _positive_int("per_decade", per_decade)
+    n = max(2, int(math.ceil(math.log10(steps) * per_decade)) + 1)
+    pts = np.unique(np.round(np.geomspace(1, steps, n)).astype(np.int64))
+    return np.unique(np.append(pts, steps))
+
+
+def _check_checkpoints(checkpoints, steps: int) -> np.ndarray:
+    if checkpoints is None:
+        return geometric_checkpoints(steps)
+    arr = np.asarray(checkpoints)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError("checkpoints must be a non-empty sequence of integer steps")
+    if arr.min() < 1 or arr.max() > steps:
+        raise ValueError(f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}")
+    return np.unique(arr.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where SGD blew up: the first step at which some trial's iterate was non-finite or exploded."""
+
+    step: int
+    trials: tuple[int, ...]
+    lr: float
+    trace_H_q: float
+
+    @property
+    def message(self) -> str:
+        ratio = self.lr * self.trace_H_q
+        shown = ", ".join(map(str, self.trials[:5])) + (" …" if len(self.trials) > 5 else "")
+        return (
+            f"SGD diverged at step {self.step} (trial {shown}): the iterate became non-finite "
+            f"or ‖w‖² exceeded {DIVERGENCE_FACTOR:g}·(1 + ‖w*‖² + ‖w_0‖²). "
+            f"Step size γ = {self.lr:g} is {ratio:.3g} × 1/tr(H^(q)) "
+            f"(tr(H^(q)) = {self.trace_H_q:.4g}); constant-step SGD on Gaussian data is stable "
+            f"for γ·tr(H^(q)) below about 1, and quantization noise lowers that limit. "
+            f"Try lr ≤ {0.5 / self.trace_H_q:.3g}."
+        )
+
+
+class DivergenceError(RuntimeError):
+    """SGD diverged; ``.result`` holds every checkpoint reached before it (all trials finite)."""
+
+    def __init__(self, divergence: Divergence, result: SimResult):
+        super().__init__(divergence.message)
+        self.divergence = divergence
+        self.result = result
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """Per-trial excess risk of the chosen iterate at each checkpoint, in both conventions.
+
+    Attributes:
+        steps: checkpoint steps ``n`` (ascending).
+        risk: quantized-input risk ``½E[(y − ⟨w̄, Q_d(x)⟩)²] − ½σ²``, shape ``(len(steps), trials)``.
+        risk_clean: clean-input risk ``½‖w̄ − w*‖²_H``, same shape.
+        config: the run's parameters, flat, for tables.
+        divergence: set when a trial diverged (the table then stops before it).
+        interrupted: the run was stopped early; ``steps`` holds what finished.
+    """
+
+    steps: np.ndarray
+    risk: np.ndarray
+    risk_clean: np.ndarray
+    config: dict = field(default_factory=dict)
+    divergence: Divergence | None = None
+    interrupted: bool = False
+
+    @property
+    def trials(self) -> int:
+        return int(self.risk.shape[1])
+
+    @staticmethod
+    def _mean_se(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = a.shape[1]
+        se = a.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.full(a.shape[0], np.nan)
+        return a.mean(axis=1), se
+
+    def summary(self) -> dict[str, np.ndarray]:
+        """Mean and standard error over trials of both risks."""
+        m, s = self._mean_se(self.risk)
+        mc, sc = self._mean_se(self.risk_clean)
+        return {"risk_mean": m, "risk_se": s, "risk_clean_mean": mc, "risk_clean_se": sc}
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per checkpoint, the run's config repeated as columns."""
+        df = pd.DataFrame({"step": self.steps, **self.summary()})
+        df["trials"] = self.trials
+        for k, v in self.config.items():
+            df[k] = v
+        return df
+
+
+def _trace_H_q(problem: Problem, scheme: Scheme) -> float:
+    try:
+        return float(H_q(problem, scheme.data).sum())
+    except TypeError:
+        return problem.trace_H
+
+
+def _canonical(scheme: Scheme) -> Scheme:
+    """Quantizers with ``eps == 0`` are full precision: run them as such (bit-for-bit)."""
+    zero = {r: NoQuant() for r, q in scheme.items() if getattr(q, "eps", None) == 0}
+    return replace(scheme, **zero) if zero else scheme
+
+
+def _is_gaussian(q, *kinds) -> bool:
+    return isinstance(q, kinds) and q.noise == "gaussian"
+
+
+@dataclass(frozen=True)
+class _Static:
+    """What the compiled chunk function depends on structurally (everything else is traced)."""
+
+    d: int
+    batch: int
+    dtype: str
+    fast_data: bool
+    fast_params: bool
+    average: Average
+
+
+def _draw_batch(st: _Static, keys, scheme: Scheme, c):
+    """Fresh batch of one step for one trial: ``(Q_d(X_t), Q_l(y_t))``.
+
+    Nothing here depends on ``w``, so a whole block of steps is drawn in one vectorised pass.
+    """
+    B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
+    if st.fast_data:
+        Xq = c["sqrt_lam_q"] * prng.normal(keys[_FEATURES], (B, d), dt)
+        y = Xq @ c["w_star_q"] + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+    else:
+        X = c["sqrt_lam"] * prng.normal(keys[_FEATURES], (B, d), dt)
+        y = X @ c["w_star"] + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+        Xq = scheme.data(keys[_ROLE_ID["data"]], X)
+    return Xq, scheme.labels(keys[_ROLE_ID["labels"]], y)
+
+
+def _update(st: _Static, keys, w, Xq, yq, scheme: Scheme, c):
+    """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial."""
+    B, dt = st.batch, jnp.dtype(st.dtype)
+    if st.fast_params:
+        s = Xq if isinstance(scheme.params, Additive) else Xq * w
+        z = prng.normal(keys[_ROLE_ID["params"]], (B,), dt)
+        a0 = Xq @ w + jnp.sqrt(scheme.params.eps.astype(dt)) * jnp.linalg.norm(s) * z
+    else:
+        a0 = Xq @ scheme.params(keys[_ROLE_ID["params"]], w)
+    a = scheme.activations(keys[_ROLE_ID["activations"]], a0)
+    g = scheme.grads(keys[_ROLE_ID["grads"]], yq - a)
+    return w + (c["lr"] / B) * (g @ Xq)
+
+
+def _risks(it, c):
+    """Both risk conventions of iterates ``it`` (trials × d): ``[..., (quantized, clean)]``."""
+    clean = 0.5 * jnp.sum(c["lam"] * (it - c["w_star"]) ** 2, axis=-1)
+    quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"])
+    return jnp.stack([quant, clean], axis=-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_fn(st: _Static, block: int):
+    """Jitted run of a chunk of steps for a batch of trials (cached per structure).
+
+    An outer scan walks blocks of ``block`` steps: each block's batches are drawn at once
+    (random-number generation is the floor, and large draws are several times cheaper per
+    number than per-step ones); an inner scan then applies the sequential updates.
+    """
+    draw = jax.vmap(jax.vmap(functools.partial(_draw_batch, st), (0, None, None)), (0, None, None))
+    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, None, None))
+    streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
+
+    def run_chunk(state, trial_keys, xs, scheme, c):
+        def step(carry, x):
+            w, S, snaps, rec, div_at = carry
+            t, active, ck, sn, keys, Xq, yq = x
+            w_new = update(keys, w, Xq, yq, scheme, c)
+            nrm = jnp.sum(w_new * w_new, axis=-1)
+            bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
+            div_at = jnp.where(bad & (div_at == 0), t, div_at)
+            keep = (div_at > 0) | ~active
+            S = jnp.where(active, S + w, S)
+            w = jnp.where(keep[:, None], w, w_new)
+            if st.average == "tail":
+                snaps = jax.lax.cond(sn >= 0, lambda s: s.at[sn].set(S), lambda s: s, snaps)
+
+            def record(r):
+                if st.average == "polyak":
+                    it = S / c["n_ck"][ck]
+                elif st.average == "last":
+                    it = w
+                else:
+                    it = (S - snaps[c["snap_of"][ck]]) / (c["n_ck"][ck] - c["starts"][ck])
+                return r.at[ck].set(_risks(it, c))
+
+            rec = jax.lax.cond(ck >= 0, record, lambda r: r, rec)
+            return (w, S, snaps, rec, div_at), None
+
+        def block_body(carry, xb):
+            t = xb[0]
+            keys = prng.derive(
+                trial_keys[None, :, None, :],
+                t.astype(jnp.uint32)[:, None, None],
+                streams[None, None, :],
+            )
+            Xq, yq = draw(keys, scheme, c)
+            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq))[0], None
+
+        blocks = jax.tree_util.tree_map(lambda a: a.reshape(-1, block, *a.shape[1:]), xs)
+        return jax.lax.scan(block_body, state, blocks)[0]
+
+    return jax.jit(run_chunk)
+
+
+class _Engine:
+    """Runs the cached chunk function for one (problem, scheme, sgd, dtype, checkpoints)."""
+
+    def __init__(self, problem, scheme, sgd, dtype, literal, checkpoints, step_chunk):
+        self.problem, self.scheme, self.sgd = problem, _canonical(scheme), sgd
+        self.dtype = jnp.dtype(dtype)
+        self.static = _Static(
+            d=problem.d,
+            batch=sgd.batch,
+            dtype=str(self.dtype),
+            fast_data=not literal and _is_gaussian(self.scheme.data, Additive),
+            fast_params=not literal
+            and sgd.batch == 1
+            and _is_gaussian(self.scheme.params, Additive, MultiplicativeElementwise),
+            average=sgd.average,
+        )
+        self.ckpts = checkpoints
+        self.L = step_chunk
+        # Tail averaging needs the running sum S_s at s = ⌊n/2⌋ for every checkpoint n.
+        starts = checkpoints // 2
+        self.snap_steps, snap_of = np.unique(starts, return_inverse=True)
+        lam = problem.spectrum
+        self.w0 = sgd.initial(problem.d)
+        try:
+            delta = data_noise_diag(self.scheme.data, lam)
+        except TypeError:
+            raise TypeError(
+                f"the quantized-input risk needs a closed-form H^(q) for the data quantizer "
+                f"{self.scheme.data!r}"
+            ) from None
+        c = {
+            "lam": lam,
+            "sqrt_lam": np.sqrt(lam),
+            "w_star": problem.w_star,
+            "sqrt_noise": np.sqrt(np.float64(problem.noise)),
+            "delta": delta,
+            "lr": sgd.lr,
+            "limit": DIVERGENCE_FACTOR
+            * (1 + np.sum(problem.w_star**2) + np.sum(self.w0**2)),
+            "n_ck": checkpoints,
+            "starts": starts,
+        }
+        if self.static.fast_data:
+            c["sqrt_lam_q"] = np.sqrt(H_q(problem, self.scheme.data))
+            c["w_star_q"] = w_star_q(problem, self.scheme.data)
+            c["y_sd_q"] = np.sqrt(problem.noise + 2 * approx_err(problem, self.scheme.data))
+        self.consts = {k: jnp.asarray(v, self.dtype) for k, v in c.items()}
+        self.consts["snap_of"] = jnp.asarray(snap_of, jnp.int32)
+        self.scheme = jax.tree_util.tree_map(lambda v: jnp.asarray(v, self.dtype), self.scheme)
+
+    def run(self, trial_ids: np.ndarray, seed: int, on_chunk=None):
+        """Run all steps for the trials ``trial_ids``.
+
+        Returns ``(rec, div_at, done, interrupted)``: risks ``(K, T, 2)``, the step at which
+        each trial diverged (0 if none), the last step completed, and whether the run was
+        interrupted.
+        """
+        T, d, N = len(trial_ids), self.problem.d, self.sgd.steps
+        K = len(self.ckpts)
+        # Steps per pre-drawn block: up to 32, keeping a block's draws near 2^20 numbers.
+        block = 1 << max(0, min(5, int(math.log2(max(1, (1 << 20) // (T * self.sgd.batch * d))))))
+        L = -(-self.L // block) * block
+        chunk = _chunk_fn(self.static, block)
+        trial_keys = prng.derive(prng.key(seed), jnp.asarray(trial_ids, jnp.uint32), _TRIAL_TAG)
+        tail = self.static.average == "tail"
+        state = (
+            jnp.broadcast_to(jnp.asarray(self.w0, self.dtype), (T, d)),
+            jnp.zeros((T, d), self.dtype),
+            jnp.zeros((len(self.snap_steps) if tail else 1, T, d), self.dtype),
+            jnp.full((K, T, 2), jnp.nan, self.dtype),
+            jnp.zeros((T,), jnp.int32),
+        )
+        ck_of_step = np.full(N + L + 1, -1, np.int32)
+        ck_of_step[self.ckpts] = np.arange(K)
+        sn_of_step = np.full(N + L + 1, -1, np.int32)
+        if tail:
+            pos = self.snap_steps > 0
+            sn_of_step[self.snap_steps[pos]] = np.nonzero(pos)[0]
+        done, interrupted = 0, False
+        try:
+            for start in range(1, N + 1, L):
+                t = np.arange(start, start + L)
+                xs = (
+                    jnp.asarray(t, jnp.int32),
+                    jnp.asarray(t <= N),
+                    jnp.asarray(ck_of_step[t]),
+                    jnp.asarray(sn_of_step[t]),
+                )
+                new_state = chunk(state, trial_keys, xs, self.scheme, self.consts)
+                jax.block_until_ready(new_state)
+                state, done = new_state, min(start + L - 1, N)
+                if on_chunk is not None:
+                    on_chunk(min(L, N - start + 1))
+                if np.asarray(state[4]).any():
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        rec = np.asarray(state[3], dtype=np.float64)
+        return rec, np.asarray(state[4]), done, interrupted
+
+
+def simulate(
+    problem: Problem,
+    scheme: Scheme | None,
+    sgd: SGDConfig,
+    *,
+    trials: int = 100,
+    seed: int = 0,
+    checkpoints: Sequence[int] | None = None,
+    dtype: str = "float32",
+    literal: bool = False,
+    trial_chunk: int | None = None,
+    step_chunk: int | None = None,
+    progress: bool = False,
+) -> SimResult:
+    """Monte Carlo excess risk of quantized SGD (SPEC §2), mean over ``trials`` runs.
+
+    Args:
+        problem: the statistical model.
+        scheme: quantizer per role (``None``: full precision).
+        sgd: step size, steps, batch size, averaging, ``w_0``.
+        trials: independent runs (≥ 1).
+        seed: root seed; trial ``k``'s path depends only on ``(seed, k)``.
+        checkpoints: steps at which to record the risk (default: ~10 per decade, always ``N``).
+        dtype: ``"float32"`` (default) or ``"float64"`` (switches on JAX's x64 mode).
+        literal: follow the update verbatim, without the exact-in-distribution shortcuts.
+        trial_chunk, step_chunk: batch sizes of the vectorised computation; results do not
+            depend on them.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`SimResult`. Raises :class:`DivergenceError` (carrying the partial result) if a
+        trial diverges; on ``KeyboardInterrupt`` returns what finished with ``interrupted=True``.
+    """
+    scheme = Scheme() if scheme is None else scheme
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a qlinreg.Problem, got {type(problem).__name__}")
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
+    if not isinstance(sgd, SGDConfig):
+        raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
+    trials = _positive_int("trials", trials)
+    seed = _positive_int("seed", seed, low=0)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    sgd.initial(problem.d)
+    ckpts = _check_checkpoints(checkpoints, sgd.steps)
+    work = sgd.batch * problem.d
+    tc = _positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
+    tc = min(tc, trials)
+    sc = _positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+    engine = _Engine(problem, scheme, sgd, dtype, literal, ckpts, sc)
+    config = {
+        **problem.describe(),
+        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
+        "lr": sgd.lr,
+        "batch": sgd.batch,
+        "steps_total": sgd.steps,
+        "average": sgd.average,
+        "seed": seed,
+        "dtype": dtype,
+        "literal": literal,
+    }
+    recs, divs = [], []
+    reached = sgd.steps
+    interrupted = False
+    with _progress(progress) as bar:
+        task = bar.add_task("simulate", total=trials * sgd.steps) if progress else None
+        for lo in range(0, trials, tc):
+            ids = np.arange(lo, min(lo + tc, trials))
+            adv = (lambda n, k=len(ids): bar.advance(task, n * k)) if progress else None
+            rec, div, done, interrupted = engine.run(ids, seed, adv)
+            if done == 0:
+                break
+            recs.append(rec)
+            divs.append(div)
+            reached = min(reached, done)
+            if div.any() or interrupted:
+                break
+    if not recs:
+        empty = np.zeros((0, 0))
+        return SimResult(ckpts[:0], empty, empty, config, None, interrupted=True)
+    rec = np.concatenate(recs, axis=1)
+    div = np.concatenate(divs)
+    divergence = None
+    keep = ckpts <= reached
+    if div.any():
+        first = int(div[div > 0].min())
+        divergence = Divergence(
+            step=first,
+            trials=tuple(int(i) for i in np.nonzero(div == first)[0]),
+            lr=sgd.lr,
+            trace_H_q=_trace_H_q(problem, scheme),
+        )
+        keep = ckpts < first
+    result = SimResult(
+        steps=ckpts[keep],
+        risk=rec[keep, :, 0],
+        risk_clean=rec[keep, :, 1],
+        config=config,
+        divergence=divergence,
+        interrupted=interrupted,
+    )
+    if divergence is not None:
+        raise DivergenceError(divergence, result)
+    return result
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(show: bool):
+    if not show:
+        return _NoBar()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )

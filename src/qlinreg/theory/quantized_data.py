@@ -1,0 +1,96 @@
+"""Closed forms for quantized data (SPEC §4): ``H^(q)``, ``w*^(q)``, ApproxErr, ``k*``.
+
+For every idealized data quantizer the noise ``Q_d(x) − x`` is uncorrelated with ``x`` and has
+a diagonal expected covariance ``diag(δ)``:
+
+- none: ``δ = 0``; additive: ``δ_i = ε``; multiplicative (rank-one or elementwise):
+  ``δ_i = ε·λ_i``.
+
+Hence ``H^(q) = H + diag(δ)`` (a floor ``ε`` under the spectrum for additive, ``(1+ε)H`` for
+multiplicative), ``E[Q_d(x) y] = H w*`` and ``w*^(q) = (H^(q))⁻¹ H w*``.
+
+Risk on quantized inputs (the paper's convention) of a weight ``w``::
+
+    R_q(w) = ½ E[(y − ⟨w, Q_d(x)⟩)²] − ½σ² = ½‖w − w*‖²_H + ½ Σ_i δ_i w_i²
+           = ½‖w − w*^(q)‖²_{H^(q)} + ApproxErr,
+
+with ``ApproxErr = ½ Σ_i λ_i δ_i/(λ_i + δ_i) w*_i²`` (for multiplicative data
+``ε/(1+ε)·½‖w*‖²_H``). On clean inputs the best quantized predictor has risk
+``½‖w*^(q) − w*‖²_H = ½ Σ_i λ_i (δ_i/(λ_i+δ_i))² w*_i²``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qlinreg.problem import Problem
+from qlinreg.quantize.idealized import (
+    Additive,
+    Multiplicative,
+    MultiplicativeElementwise,
+    NoQuant,
+)
+
+__all__ = [
+    "H_q",
+    "approx_err",
+    "approx_err_clean",
+    "data_noise_diag",
+    "has_closed_form",
+    "k_star",
+    "quantized_input_risk",
+    "w_star_q",
+]
+
+
+def has_closed_form(q) -> bool:
+    """Whether :func:`data_noise_diag` knows ``q`` (the idealized quantizers)."""
+    return isinstance(q, NoQuant | Additive | Multiplicative | MultiplicativeElementwise)
+
+
+def data_noise_diag(q, spectrum: np.ndarray) -> np.ndarray:
+    """``δ``: diagonal of ``E[(Q_d(x) − x)(Q_d(x) − x)ᵀ]`` for ``x ~ N(0, diag(spectrum))``."""
+    lam = np.asarray(spectrum, dtype=np.float64)
+    if isinstance(q, NoQuant):
+        return np.zeros_like(lam)
+    if isinstance(q, Additive):
+        return np.full_like(lam, float(q.eps))
+    if isinstance(q, Multiplicative | MultiplicativeElementwise):
+        return float(q.eps) * lam
+    raise TypeError(
+        f"no closed-form H^(q) for data quantizer {q!r}; estimate it from samples instead"
+    )
+
+
+def H_q(problem: Problem, q) -> np.ndarray:
+    """Eigenvalues ``λ^(q)`` of ``H^(q) = E[Q_d(x) Q_d(x)ᵀ] = H + diag(δ)``."""
+    return problem.spectrum + data_noise_diag(q, problem.spectrum)
+
+
+def w_star_q(problem: Problem, q) -> np.ndarray:
+    """Best predictor on quantized inputs ``w*^(q) = (H^(q))⁻¹ H w*``."""
+    return problem.spectrum / H_q(problem, q) * problem.w_star
+
+
+def approx_err(problem: Problem, q) -> float:
+    """ApproxErr in the quantized-input convention: ``R_q(w*^(q))``."""
+    lam = problem.spectrum
+    delta = data_noise_diag(q, lam)
+    return float(0.5 * np.sum(lam * delta / (lam + delta) * problem.w_star**2))
+
+
+def approx_err_clean(problem: Problem, q) -> float:
+    """ApproxErr in the clean-input convention: ``½‖w*^(q) − w*‖²_H``."""
+    return float(problem.excess_risk(w_star_q(problem, q)))
+
+
+def quantized_input_risk(w, spectrum, w_star, delta):
+    """``R_q(w) = ½‖w − w*‖²_H + ½ Σ δ_i w_i²`` over the last axis; NumPy or JAX arrays."""
+    v = w - w_star
+    return 0.5 * ((spectrum * v * v).sum(-1) + (delta * w * w).sum(-1))
+
+
+def k_star(problem: Problem, q, steps: int, lr: float) -> int:
+    """Effective dimension ``k* = max{k : λ_k^(q) ≥ 1/(Nγ)}`` (0 if no eigenvalue qualifies)."""
+    lam_q = np.sort(H_q(problem, q))[::-1]
+    return int(np.sum(lam_q >= 1.0 / (steps * lr)))
