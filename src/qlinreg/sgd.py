@@ -60,6 +60,7 @@ _FEATURES, _LABEL_NOISE = 0, 1
 _ROLE_ID = {role: 2 + i for i, role in enumerate(ROLES)}
 _N_STREAMS = 2 + len(ROLES)
 _TRIAL_TAG = 0x7121A1  # second label of the seed → trial derivation
+_TRIAL_QUANTUM = 16  # trial batches are padded to a multiple of this (see _rowsum)
 
 # A trial has diverged when ‖w_t‖² exceeds this multiple of 1 + ‖w*‖² + ‖w_0‖², or is not finite.
 DIVERGENCE_FACTOR = 1e6
@@ -244,6 +245,23 @@ class _Static:
     average: Average
 
 
+def _rowsum(x: jax.Array) -> jax.Array:
+    """Sum over the last axis in a fixed pairwise order (elementwise adds of halves).
+
+    XLA's own reductions pick their order by the shape of the whole batch, so a trial's numbers
+    would change in the last bit with the number of trials; this order does not (together with
+    trial batches padded to a multiple of :data:`_TRIAL_QUANTUM`).
+    """
+    n = x.shape[-1]
+    p = 1 << max(0, (n - 1).bit_length())
+    if p != n:
+        x = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (p - n,), x.dtype)], axis=-1)
+    while x.shape[-1] > 1:
+        h = x.shape[-1] // 2
+        x = x[..., :h] + x[..., h:]
+    return x[..., 0]
+
+
 def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     """Fresh batch of one step for one trial: ``(Q_d(X_t), Q_l(y_t))``.
 
@@ -252,10 +270,10 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
         Xq = c["sqrt_lam_q"] * prng.normal(keys[_FEATURES], (B, d), dt)
-        y = Xq @ c["w_star_q"] + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+        y = _rowsum(Xq * c["w_star_q"]) + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
     else:
         X = c["sqrt_lam"] * prng.normal(keys[_FEATURES], (B, d), dt)
-        y = X @ c["w_star"] + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+        y = _rowsum(X * c["w_star"]) + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
         Xq = scheme.data(keys[_ROLE_ID["data"]], X)
     return Xq, scheme.labels(keys[_ROLE_ID["labels"]], y)
 
@@ -266,18 +284,19 @@ def _update(st: _Static, keys, w, Xq, yq, scheme: Scheme, c):
     if st.fast_params:
         s = Xq if isinstance(scheme.params, Additive) else Xq * w
         z = prng.normal(keys[_ROLE_ID["params"]], (B,), dt)
-        a0 = Xq @ w + jnp.sqrt(scheme.params.eps.astype(dt)) * jnp.linalg.norm(s) * z
+        norm = jnp.sqrt(_rowsum(s * s))
+        a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * z
     else:
-        a0 = Xq @ scheme.params(keys[_ROLE_ID["params"]], w)
+        a0 = _rowsum(Xq * scheme.params(keys[_ROLE_ID["params"]], w))
     a = scheme.activations(keys[_ROLE_ID["activations"]], a0)
     g = scheme.grads(keys[_ROLE_ID["grads"]], yq - a)
-    return w + (c["lr"] / B) * (g @ Xq)
+    return w + (c["lr"] / B) * _rowsum((g[:, None] * Xq).T)
 
 
 def _risks(it, c):
     """Both risk conventions of iterates ``it`` (trials × d): ``[..., (quantized, clean)]``."""
-    clean = 0.5 * jnp.sum(c["lam"] * (it - c["w_star"]) ** 2, axis=-1)
-    quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"])
+    clean = 0.5 * _rowsum(c["lam"] * (it - c["w_star"]) ** 2)
+    quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"], rowsum=_rowsum)
     return jnp.stack([quant, clean], axis=-1)
 
 
@@ -298,7 +317,7 @@ def _chunk_fn(st: _Static, block: int):
             w, S, snaps, rec, div_at = carry
             t, active, ck, sn, keys, Xq, yq = x
             w_new = update(keys, w, Xq, yq, scheme, c)
-            nrm = jnp.sum(w_new * w_new, axis=-1)
+            nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
             div_at = jnp.where(bad & (div_at == 0), t, div_at)
             keep = (div_at > 0) | ~active
@@ -459,7 +478,7 @@ def simulate(
         trials: independent runs (≥ 1).
         seed: root seed; trial ``k``'s path depends only on ``(seed, k)``.
         checkpoints: steps at which to record the risk (default: ~10 per decade, always ``N``).
-        dtype: ``"float32"`` (default) or ``"float64"`` (switches on JAX's x64 mode).
+        dtype: ``"float32"`` (default) or ``"float64"`` (run inside ``jax.enable_x64``).
         literal: follow the update verbatim, without the exact-in-distribution shortcuts.
         trial_chunk, step_chunk: batch sizes of the vectorised computation; results do not
             depend on them.
@@ -484,11 +503,13 @@ def simulate(
     ckpts = _check_checkpoints(checkpoints, sgd.steps)
     work = sgd.batch * problem.d
     tc = _positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
-    tc = min(tc, trials)
+    tc = -(-min(tc, trials) // _TRIAL_QUANTUM) * _TRIAL_QUANTUM
     sc = _positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    with jax.enable_x64(dtype == "float64"):
+        return _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress)
 
+
+def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress):
     engine = _Engine(problem, scheme, sgd, dtype, literal, ckpts, sc)
     config = {
         **problem.describe(),
@@ -507,9 +528,11 @@ def simulate(
     with _progress(progress) as bar:
         task = bar.add_task("simulate", total=trials * sgd.steps) if progress else None
         for lo in range(0, trials, tc):
-            ids = np.arange(lo, min(lo + tc, trials))
-            adv = (lambda n, k=len(ids): bar.advance(task, n * k)) if progress else None
+            ids = np.arange(lo, lo + tc)  # padded: trials ≥ `trials` are run and dropped
+            n_real = min(tc, trials - lo)
+            adv = (lambda n, k=n_real: bar.advance(task, n * k)) if progress else None
             rec, div, done, interrupted = engine.run(ids, seed, adv)
+            rec, div = rec[:, :n_real], div[:n_real]
             if done == 0:
                 break
             recs.append(rec)

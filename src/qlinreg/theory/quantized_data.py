@@ -84,10 +84,14 @@ def approx_err_clean(problem: Problem, q) -> float:
     return float(problem.excess_risk(w_star_q(problem, q)))
 
 
-def quantized_input_risk(w, spectrum, w_star, delta):
-    """``R_q(w) = ½‖w − w*‖²_H + ½ Σ δ_i w_i²`` over the last axis; NumPy or JAX arrays."""
+def quantized_input_risk(w, spectrum, w_star, delta, rowsum=None):
+    """``R_q(w) = ½‖w − w*‖²_H + ½ Σ δ_i w_i²`` over the last axis; NumPy or JAX arrays.
+
+    ``rowsum`` replaces the sum over the last axis (the engine passes a fixed-order one).
+    """
+    rowsum = rowsum or (lambda a: a.sum(-1))
     v = w - w_star
-    return 0.5 * ((spectrum * v * v).sum(-1) + (delta * w * w).sum(-1))
+    return 0.5 * (rowsum(spectrum * v * v) + rowsum(delta * w * w))
 
 
 def k_star(problem: Problem, q, steps: int, lr: float) -> int:
