@@ -48,7 +48,9 @@ def np_sgd(
     ws = np.asarray(w_star, dtype)
     sq = np.sqrt(lam)
     d = lam.size
-    q = {r: quant.get(r, ("none", 0.0)) for r in ("data", "labels", "params", "activations", "grads")}
+    q = {
+        r: quant.get(r, ("none", 0.0)) for r in ("data", "labels", "params", "activations", "grads")
+    }
     dk, de = q["data"]
     delta = {"none": 0 * lam, "additive": de + 0 * lam}.get(dk, de * lam)
     w = np.zeros((trials, d), dtype)

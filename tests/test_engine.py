@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from reference import np_sgd
 
 import qlinreg as ql
 from qlinreg import Additive, Multiplicative, MultiplicativeElementwise, Scheme
+from reference import np_sgd
 
 D, N, TRIALS = 6, 200, 3000
 CKPTS = np.array([10, 50, 200])
@@ -61,8 +61,10 @@ def test_engine_matches_numpy_reference(name, quant, batch):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_shortcuts_agree_with_literal_path(batch):
-    scheme = Scheme(data=Additive(0.1), params=Additive(0.1)) if batch == 1 else Scheme(
-        data=Additive(0.1), params=MultiplicativeElementwise(0.1)
+    scheme = (
+        Scheme(data=Additive(0.1), params=Additive(0.1))
+        if batch == 1
+        else Scheme(data=Additive(0.1), params=MultiplicativeElementwise(0.1))
     )
     sgd = ql.SGDConfig(lr=0.2, steps=N, batch=batch)
     runs = [
@@ -78,8 +80,9 @@ def test_elementwise_params_shortcut_agrees_with_literal():
     scheme = Scheme(params=MultiplicativeElementwise(0.2))
     sgd = ql.SGDConfig(lr=0.2, steps=N)
     a, b = (
-        ql.simulate(PROBLEM, scheme, sgd, trials=TRIALS, seed=3, checkpoints=CKPTS, literal=lit)
-        .summary()
+        ql.simulate(
+            PROBLEM, scheme, sgd, trials=TRIALS, seed=3, checkpoints=CKPTS, literal=lit
+        ).summary()
         for lit in (False, True)
     )
     assert np.all(_agree(a["risk_mean"], a["risk_se"], b["risk_mean"], b["risk_se"]))
@@ -114,8 +117,13 @@ def test_averages_and_float64():
     ck = np.array([1, 2, 3, 64])
     res = {
         avg: ql.simulate(
-            PROBLEM, None, ql.SGDConfig(lr=0.2, steps=64, average=avg), trials=4, seed=0,
-            checkpoints=ck, dtype="float64",
+            PROBLEM,
+            None,
+            ql.SGDConfig(lr=0.2, steps=64, average=avg),
+            trials=4,
+            seed=0,
+            checkpoints=ck,
+            dtype="float64",
         )
         for avg in ("polyak", "tail", "last")
     }

@@ -67,7 +67,8 @@ def test_multiplicative_shares_one_scale_per_row():
 
 
 @pytest.mark.parametrize(
-    "q", [Additive(0.0), Additive(0.0, "uniform"), Multiplicative(0.0), MultiplicativeElementwise(0.0)]
+    "q",
+    [Additive(0.0), Additive(0.0, "uniform"), Multiplicative(0.0), MultiplicativeElementwise(0.0)],
 )
 def test_zero_eps_is_identity_bit_for_bit(q):
     u = jnp.asarray(np.random.default_rng(0).standard_normal((5, 7)), jnp.float32)

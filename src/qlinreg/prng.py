@@ -65,7 +65,9 @@ def derive(k: jax.Array, a, b=0) -> jax.Array:
     (trial → step, role).
     """
     k = jnp.asarray(k, jnp.uint32)
-    y0, y1 = threefry2x32(k[..., 0], k[..., 1], jnp.asarray(a, jnp.uint32), jnp.asarray(b, jnp.uint32))
+    y0, y1 = threefry2x32(
+        k[..., 0], k[..., 1], jnp.asarray(a, jnp.uint32), jnp.asarray(b, jnp.uint32)
+    )
     return jnp.stack([y0, y1], axis=-1)
 
 

@@ -120,7 +120,7 @@ class SGDConfig:
 
 
 def geometric_checkpoints(steps: int, per_decade: int = 10) -> np.ndarray:
-    """Roughly ``per_decade`` geometrically spaced steps per decade in ``[1, N]``, always with ``N``."""
+    """About ``per_decade`` geometrically spaced steps per decade in ``[1, N]``, always ``N``."""
     steps = _positive_int("steps (N)", steps)
     per_decade = _positive_int("per_decade", per_decade)
     n = max(2, int(math.ceil(math.log10(steps) * per_decade)) + 1)
@@ -135,13 +135,15 @@ def _check_checkpoints(checkpoints, steps: int) -> np.ndarray:
     if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError("checkpoints must be a non-empty sequence of integer steps")
     if arr.min() < 1 or arr.max() > steps:
-        raise ValueError(f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}")
+        raise ValueError(
+            f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}"
+        )
     return np.unique(arr.astype(np.int64))
 
 
 @dataclass(frozen=True)
 class Divergence:
-    """Where SGD blew up: the first step at which some trial's iterate was non-finite or exploded."""
+    """Where SGD blew up: the first step at which a trial's iterate was non-finite or exploded."""
 
     step: int
     trials: tuple[int, ...]
@@ -262,10 +264,24 @@ def _rowsum(x: jax.Array) -> jax.Array:
     return x[..., 0]
 
 
-def _draw_batch(st: _Static, keys, scheme: Scheme, c):
-    """Fresh batch of one step for one trial: ``(Q_d(X_t), Q_l(y_t))``.
+_IN_LOOP_ROLES = ("params", "activations", "grads")  # quantized inputs depend on w
 
-    Nothing here depends on ``w``, so a whole block of steps is drawn in one vectorised pass.
+
+def _predraw(q, key, shape, dt):
+    """Unit noise of ``q`` drawn ahead of the sequential loop, or None (drawn inside it)."""
+    return q.draw(key, shape, dt) if hasattr(q, "draw") else None
+
+
+def _quantize(q, key, u, noise):
+    return q(key, u) if noise is None else q.apply(u, noise)
+
+
+def _draw_batch(st: _Static, keys, scheme: Scheme, c):
+    """Everything random of one step for one trial that does not depend on ``w``.
+
+    Returns ``(Q_d(X_t), Q_l(y_t), noise)``, ``noise`` holding the pre-drawn unit noise of the
+    parameter, activation and output-gradient quantizers. A whole block of steps is drawn in
+    one vectorised pass: large draws are several times cheaper per number than per-step ones.
     """
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
@@ -275,21 +291,30 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
         X = c["sqrt_lam"] * prng.normal(keys[_FEATURES], (B, d), dt)
         y = _rowsum(X * c["w_star"]) + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
         Xq = scheme.data(keys[_ROLE_ID["data"]], X)
-    return Xq, scheme.labels(keys[_ROLE_ID["labels"]], y)
+    yq = scheme.labels(keys[_ROLE_ID["labels"]], y)
+    kp = keys[_ROLE_ID["params"]]
+    noise = {
+        "params": prng.normal(kp, (B,), dt)
+        if st.fast_params
+        else _predraw(scheme.params, kp, (d,), dt),
+        "activations": _predraw(scheme.activations, keys[_ROLE_ID["activations"]], (B,), dt),
+        "grads": _predraw(scheme.grads, keys[_ROLE_ID["grads"]], (B,), dt),
+    }
+    return Xq, yq, noise
 
 
-def _update(st: _Static, keys, w, Xq, yq, scheme: Scheme, c):
+def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, c):
     """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial."""
     B, dt = st.batch, jnp.dtype(st.dtype)
     if st.fast_params:
         s = Xq if isinstance(scheme.params, Additive) else Xq * w
-        z = prng.normal(keys[_ROLE_ID["params"]], (B,), dt)
         norm = jnp.sqrt(_rowsum(s * s))
-        a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * z
+        a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * noise["params"]
     else:
-        a0 = _rowsum(Xq * scheme.params(keys[_ROLE_ID["params"]], w))
-    a = scheme.activations(keys[_ROLE_ID["activations"]], a0)
-    g = scheme.grads(keys[_ROLE_ID["grads"]], yq - a)
+        wq = _quantize(scheme.params, keys[_ROLE_ID["params"]], w, noise["params"])
+        a0 = _rowsum(Xq * wq)
+    a = _quantize(scheme.activations, keys[_ROLE_ID["activations"]], a0, noise["activations"])
+    g = _quantize(scheme.grads, keys[_ROLE_ID["grads"]], yq - a, noise["grads"])
     return w + (c["lr"] / B) * _rowsum((g[:, None] * Xq).T)
 
 
@@ -309,14 +334,14 @@ def _chunk_fn(st: _Static, block: int):
     number than per-step ones); an inner scan then applies the sequential updates.
     """
     draw = jax.vmap(jax.vmap(functools.partial(_draw_batch, st), (0, None, None)), (0, None, None))
-    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, None, None))
+    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None))
     streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
 
     def run_chunk(state, trial_keys, xs, scheme, c):
         def step(carry, x):
             w, S, snaps, rec, div_at = carry
-            t, active, ck, sn, keys, Xq, yq = x
-            w_new = update(keys, w, Xq, yq, scheme, c)
+            t, active, ck, sn, keys, Xq, yq, noise = x
+            w_new = update(keys, w, Xq, yq, noise, scheme, c)
             nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
             div_at = jnp.where(bad & (div_at == 0), t, div_at)
@@ -345,8 +370,8 @@ def _chunk_fn(st: _Static, block: int):
                 t.astype(jnp.uint32)[:, None, None],
                 streams[None, None, :],
             )
-            Xq, yq = draw(keys, scheme, c)
-            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq))[0], None
+            Xq, yq, noise = draw(keys, scheme, c)
+            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq, noise))[0], None
 
         blocks = jax.tree_util.tree_map(lambda a: a.reshape(-1, block, *a.shape[1:]), xs)
         return jax.lax.scan(block_body, state, blocks)[0]
@@ -391,8 +416,7 @@ class _Engine:
             "sqrt_noise": np.sqrt(np.float64(problem.noise)),
             "delta": delta,
             "lr": sgd.lr,
-            "limit": DIVERGENCE_FACTOR
-            * (1 + np.sum(problem.w_star**2) + np.sum(self.w0**2)),
+            "limit": DIVERGENCE_FACTOR * (1 + np.sum(problem.w_star**2) + np.sum(self.w0**2)),
             "n_ck": checkpoints,
             "starts": starts,
         }
@@ -506,7 +530,9 @@ def simulate(
     tc = -(-min(tc, trials) // _TRIAL_QUANTUM) * _TRIAL_QUANTUM
     sc = _positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
     with jax.enable_x64(dtype == "float64"):
-        return _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress)
+        return _simulate(
+            problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress
+        )
 
 
 def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress):

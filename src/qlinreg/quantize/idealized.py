@@ -85,7 +85,12 @@ class NoQuant:
 
 
 class _Scaled:
-    """Shared parts of the ε-parametrised quantizers."""
+    """Shared parts of the ε-parametrised quantizers.
+
+    Besides ``q(key, u)``, each offers the split ``q.apply(u, q.draw(key, u.shape, u.dtype))``
+    (the same numbers): the noise does not depend on ``u``, so the engine can draw a block of
+    steps' noise at once and apply it inside the sequential loop.
+    """
 
     kind: ClassVar[str]
     eps: float
@@ -103,6 +108,17 @@ class _Scaled:
     def _sqrt_eps(self, dtype) -> jax.Array:
         return jnp.sqrt(jnp.asarray(self.eps, dtype))
 
+    def noise_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the unit noise for an input of ``shape``."""
+        return tuple(shape)
+
+    def draw(self, key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+        """The unit noise (mean 0, variance 1) for an input of ``shape``."""
+        return unit_noise(key, self.noise_shape(shape), dtype, self.noise)
+
+    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
+        return self.apply(u, self.draw(key, u.shape, u.dtype))
+
 
 @_pytree
 @dataclass(frozen=True)
@@ -113,35 +129,36 @@ class Additive(_Scaled):
     noise: NoiseLaw = "gaussian"
     kind: ClassVar[str] = "additive"
 
-    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
-        return u + self._sqrt_eps(u.dtype) * unit_noise(key, u.shape, u.dtype, self.noise)
+    def apply(self, u: jax.Array, z: jax.Array) -> jax.Array:
+        return u + self._sqrt_eps(u.dtype) * z
 
 
 @_pytree
 @dataclass(frozen=True)
 class Multiplicative(_Scaled):
-    """FP-like rank-one error, covariance ``ε·u uᵀ``: ``Q(u) = (1 + √ε·ζ)·u``, one ``ζ`` per vector."""
+    """FP-like rank-one error, covariance ``ε·u uᵀ``: ``Q(u) = (1 + √ε·ζ)·u``, one ``ζ``/vector."""
 
     eps: float
     noise: NoiseLaw = "gaussian"
     kind: ClassVar[str] = "multiplicative"
 
-    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
-        zeta = unit_noise(key, u.shape[:-1] + (1,), u.dtype, self.noise)
+    def noise_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape[:-1]) + (1,)
+
+    def apply(self, u: jax.Array, zeta: jax.Array) -> jax.Array:
         return u * (1 + self._sqrt_eps(u.dtype) * zeta)
 
 
 @_pytree
 @dataclass(frozen=True)
 class MultiplicativeElementwise(_Scaled):
-    """Per-element multiplicative error, covariance ``ε·diag(u²)``: ``Q(u)_i = (1 + √ε·ζ_i)·u_i``."""
+    """Per-element multiplicative error, covariance ``ε·diag(u²)``: ``Q(u)_i = (1+√ε·ζ_i)·u_i``."""
 
     eps: float
     noise: NoiseLaw = "gaussian"
     kind: ClassVar[str] = "multiplicative_elementwise"
 
-    def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
-        zeta = unit_noise(key, u.shape, u.dtype, self.noise)
+    def apply(self, u: jax.Array, zeta: jax.Array) -> jax.Array:
         return u * (1 + self._sqrt_eps(u.dtype) * zeta)
 
 

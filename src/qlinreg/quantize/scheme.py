@@ -94,7 +94,9 @@ class Scheme:
     def __post_init__(self) -> None:
         for f in fields(self):
             if not callable(getattr(self, f.name)):
-                raise TypeError(f"Scheme.{f.name} must be a quantizer, got {getattr(self, f.name)!r}")
+                raise TypeError(
+                    f"Scheme.{f.name} must be a quantizer, got {getattr(self, f.name)!r}"
+                )
 
     @classmethod
     def all(cls, q: Quantizer) -> Scheme:
@@ -127,6 +129,16 @@ class Scheme:
     def labels_by_role(self) -> dict[str, str]:
         """``{role: "kind:eps"}`` for tables and plot titles."""
         return {r: getattr(q, "label", type(q).__name__) for r, q in self.items()}
+
+    def describe(self) -> str:
+        """Short text: ``full precision``, ``all=KIND:EPS`` or the quantized roles."""
+        labels = self.labels_by_role()
+        values = set(labels.values())
+        if values == {"none"}:
+            return "full precision"
+        if len(values) == 1:
+            return f"all={values.pop()}"
+        return ", ".join(f"{r}={lab}" for r, lab in labels.items() if lab != "none")
 
     @property
     def is_full_precision(self) -> bool:

@@ -1,0 +1,161 @@
+"""Command line: ``qlinreg run``, ``qlinreg reproduce``. Thin: parse, validate, call the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Learning under quantization in high-dimensional linear regression.",
+    pretty_exceptions_enable=False,
+)
+
+# Keys a TOML config may hold besides the RunConfig fields.
+_CLI_KEYS = ("out",)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print_table(df, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = ["step", "risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
+    cols += [c for c in df.columns if c.startswith(("exact_", "bound")) and c != "bound_kind"]
+    table = Table(title=title, title_justify="left")
+    for c in cols:
+        table.add_column(c, justify="right")
+    rows = (
+        df
+        if len(df) <= 12
+        else df.iloc[sorted({*range(0, len(df), max(1, len(df) // 10)), len(df) - 1})]
+    )
+    for _, r in rows.iterrows():
+        table.add_row(*(f"{int(r[c])}" if c == "step" else f"{r[c]:.4g}" for c in cols))
+    Console().print(table)
+
+
+def _write(df, out: Path, title: str) -> None:
+    from qlinreg.plot import plot_risk, save
+
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out / "risk.parquet", index=False)
+    df.to_csv(out / "risk.csv", index=False)
+    save(plot_risk(df, title=title), out / "risk.png")
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML file with the same fields as these options."),
+    ] = None,
+    dim: Annotated[int | None, typer.Option(help="Dimension d.")] = None,
+    spectrum: Annotated[
+        str | None, typer.Option(help="power_law (λ_i = i^-decay) or exponential.")
+    ] = None,
+    decay: Annotated[
+        float | None, typer.Option(help="Spectrum exponent a (or exponential rate).")
+    ] = None,
+    w_star: Annotated[
+        str | None, typer.Option("--w-star", help="ones, power_law (i^-source) or gaussian.")
+    ] = None,
+    source: Annotated[float | None, typer.Option(help="Exponent b of a power-law w*.")] = None,
+    noise: Annotated[float | None, typer.Option(help="Label-noise variance σ².")] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size B.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Step size γ.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Number of SGD steps N.")] = None,
+    average: Annotated[str | None, typer.Option(help="polyak, tail or last.")] = None,
+    trials: Annotated[int | None, typer.Option(help="Independent Monte Carlo runs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Root seed.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 or float64.")] = None,
+    literal: Annotated[
+        bool | None,
+        typer.Option(
+            "--literal/--fast",
+            help="Follow the update verbatim (no exact-in-distribution shortcuts).",
+        ),
+    ] = None,
+    quant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quant",
+            "-q",
+            help="ROLE=KIND:EPS, repeatable; roles data labels params activations grads all.",
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png."""
+    from qlinreg.config import RunConfig, load_toml
+    from qlinreg.sgd import DivergenceError, simulate
+
+    given = {
+        "dim": dim, "spectrum": spectrum, "decay": decay, "w_star": w_star, "source": source,
+        "noise": noise, "batch": batch, "lr": lr, "steps": steps, "average": average,
+        "trials": trials, "seed": seed, "dtype": dtype, "literal": literal,
+        "quant": quant or None,
+    }  # fmt: skip
+    try:
+        values = load_toml(config) if config is not None else {}
+        cli_only = {k: values.pop(k) for k in _CLI_KEYS if k in values}
+        values.update({k: v for k, v in given.items() if v is not None})
+        cfg = RunConfig.from_dict(values, source="config" if config else "option")
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc))
+    out_dir = Path(out or cli_only.get("out") or "results/run")
+    scheme = cfg.scheme()
+    title = f"d={cfg.dim}, B={cfg.batch}, γ={cfg.lr:g}, {scheme.describe()}"
+    code = 0
+    try:
+        result = simulate(
+            cfg.problem(), scheme, cfg.sgd(), progress=progress and sys.stderr.isatty(),
+            **cfg.simulate_kwargs(),
+        )  # fmt: skip
+    except DivergenceError as exc:
+        result, code = exc.result, 3
+        typer.echo(f"error: {exc}", err=True)
+    if result.interrupted:
+        typer.echo("interrupted: writing the checkpoints that finished", err=True)
+        code = 130
+    df = result.to_frame()
+    if len(df):
+        _write(df, out_dir, title)
+        _print_table(df, title)
+        typer.echo(f"wrote {out_dir}/risk.parquet, risk.csv, risk.png")
+    raise typer.Exit(code)
+
+
+@app.command()
+def reproduce(
+    quick: Annotated[bool, typer.Option(help="Small sizes (about a minute on 2 cores).")] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these experiments (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
+) -> None:
+    """Run the paper's experiments into OUT: Parquet/CSV tables and PNG/SVG figures."""
+    from qlinreg.experiments import RECIPES, run_recipe
+
+    names = list(only) if only else list(RECIPES)
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        _fail(f"unknown experiment(s) {', '.join(unknown)}; allowed: {', '.join(RECIPES)}")
+    for name in names:
+        typer.echo(f"{name}: {RECIPES[name].description}")
+        written = run_recipe(name, out, quick=quick)
+        for p in written["tables"] + written["figures"]:
+            typer.echo(f"  wrote {p}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,91 @@
+"""Figures: risk against steps on log–log axes, Monte Carlo band, exact line, bound dashed."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+__all__ = ["CONVENTIONS", "plot_risk", "save"]
+
+# convention → (Monte Carlo mean, its SE, exact-risk column, bound column, axis label)
+CONVENTIONS = {
+    "quantized": ("risk_mean", "risk_se", "exact_risk", "bound", "excess risk (quantized inputs)"),
+    "clean": (
+        "risk_clean_mean",
+        "risk_clean_se",
+        "exact_risk_clean",
+        "bound_clean",
+        "excess risk (clean inputs)",
+    ),
+}
+
+
+def plot_risk(
+    df: pd.DataFrame,
+    *,
+    by: str | None = None,
+    convention: str = "quantized",
+    ax=None,
+    title: str | None = None,
+    labels: Iterable[str] | None = None,
+):
+    """Log–log excess risk vs step, one curve per value of column ``by``.
+
+    Monte Carlo: mean with a ±1 SE band (where ``risk_se`` is finite); ``exact_risk*`` columns
+    as a solid line; ``bound*`` columns dashed (unit constants: an upper shape, not a
+    prediction).
+    """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {tuple(CONVENTIONS)}, got {convention!r}")
+    mean, se, exact, bound, ylabel = CONVENTIONS[convention]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    groups = [(None, df)] if by is None else list(df.groupby(by, sort=False))
+    names = list(labels) if labels is not None else [None] * len(groups)
+    for (key, g), name in zip(groups, names, strict=True):
+        g = g.sort_values("step")
+        label = name if name is not None else (str(key) if key is not None else "Monte Carlo")
+        color = None
+        if mean in g and g[mean].notna().any():
+            (line,) = ax.plot(g["step"], g[mean], marker="o", ms=2.5, lw=1.2, label=label)
+            color = line.get_color()
+            if se in g and np.isfinite(g[se]).any():
+                lo = np.clip(g[mean] - g[se], a_min=np.finfo(float).tiny, a_max=None)
+                ax.fill_between(g["step"], lo, g[mean] + g[se], color=color, alpha=0.25, lw=0)
+        if exact in g and g[exact].notna().any():
+            kw = {"label": f"{label} (exact)"} if color is None else {}
+            (line,) = ax.plot(g["step"], g[exact], color=color, lw=1.0, alpha=0.9, **kw)
+            color = line.get_color()
+        if bound in g and g[bound].notna().any():
+            ax.plot(g["step"], g[bound], color=color, ls="--", lw=1.0, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step N")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(textwrap.fill(title, 70), fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=8, frameon=False)
+    return ax
+
+
+def save(fig_or_ax, path: str | Path, *, formats: Iterable[str] = ("png",)) -> list[Path]:
+    """Save a figure (or an axis's figure) next to ``path`` in each format; returns the paths."""
+    fig = getattr(fig_or_ax, "figure", fig_or_ax)
+    base = Path(path).with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = base.with_suffix(f".{fmt}")
+        fig.savefig(p, dpi=150)
+        out.append(p)
+    plt.close(fig)
+    return out
