@@ -1,4 +1,4 @@
-"""Command line: ``qlinreg run``, ``qlinreg reproduce``. Thin: parse, validate, call the library."""
+"""Command line (``qlinreg run | reproduce | sweep``). Thin: parse, validate, call the library."""
 
 from __future__ import annotations
 
@@ -155,6 +155,35 @@ def reproduce(
         written = run_recipe(name, out, quick=quick)
         for p in written["tables"] + written["figures"]:
             typer.echo(f"  wrote {p}")
+
+
+@app.command()
+def sweep(
+    grid: Annotated[Path, typer.Argument(help="TOML file with [base] fields and [grid] lists.")],
+    store: Annotated[Path, typer.Option(help="Parquet store folder.")] = Path("results/sweep"),
+    executor: Annotated[str, typer.Option(help="local (this process) or dask.")] = "local",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Local Dask cluster size.")] = None,
+) -> None:
+    """Run every cell of a grid into a resumable Parquet store (finished cells are skipped)."""
+    from qlinreg.sweep import load_sweep, run_sweep
+
+    try:
+        spec = load_sweep(grid)
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc))
+    n = len(spec.configs())
+    typer.echo(f"{n} cells → {store}/cells/")
+    df = run_sweep(
+        spec, store, executor=executor, scheduler=scheduler, workers=workers,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    bad = df.loc[df["status"] != "ok", ["digest", "status"]].drop_duplicates() if len(df) else df
+    typer.echo(f"{df['digest'].nunique() if len(df) else 0} of {n} cells in the store")
+    for _, r in bad.iterrows():
+        typer.echo(f"  cell {r['digest']}: {r['status']}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
