@@ -13,11 +13,11 @@ __all__ = ["RECIPES", "Recipe", "register", "run_recipe"]
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named experiment: ``run(quick) -> (table, {figure name: matplotlib figure})``."""
+    """A named experiment: ``run(quick) -> (table, {figure name: figure}, [Claim, ...])``."""
 
     name: str
     description: str
-    run: Callable[[bool], tuple[pd.DataFrame, dict]]
+    run: Callable[[bool], tuple[pd.DataFrame, dict, list]]
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -33,18 +33,25 @@ def register(name: str, description: str):
     return wrap
 
 
-def run_recipe(name: str, out_dir: str | Path, *, quick: bool = False) -> dict[str, list[Path]]:
-    """Run recipe ``name`` and write ``OUT/NAME.parquet``, ``.csv`` and its figures."""
+def run_recipe(name: str, out_dir: str | Path, *, quick: bool = False) -> dict[str, list]:
+    """Run recipe ``name``; write ``OUT/NAME.parquet``, ``.csv`` and its figures.
+
+    Returns ``{"tables": [...], "figures": [...], "claims": [Claim, ...]}``.
+    """
     if name not in RECIPES:
         raise ValueError(f"unknown experiment {name!r}; allowed: {', '.join(RECIPES)}")
     from qlinreg.plot import save
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table, figures = RECIPES[name].run(quick)
+    table, figures, claims = RECIPES[name].run(quick)
     table.to_parquet(out / f"{name}.parquet", index=False)
     table.to_csv(out / f"{name}.csv", index=False)
-    written = {"tables": [out / f"{name}.parquet", out / f"{name}.csv"], "figures": []}
+    written = {
+        "tables": [out / f"{name}.parquet", out / f"{name}.csv"],
+        "figures": [],
+        "claims": claims,
+    }
     for fig_name, fig in figures.items():
         written["figures"] += save(fig, out / fig_name, formats=("png", "svg"))
     return written
