@@ -65,8 +65,9 @@ def write_report(
     stands alone.
     """
     out = Path(out)
+    row = "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td></tr>"
     rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td></tr>".format(
+        row.format(
             html.escape(c.experiment),
             html.escape(c.claim),
             html.escape(c.convention),

@@ -92,8 +92,8 @@ def paper_q1(quick: bool):
                 "Multiplicative quantization stays on the full-precision curve while additive "
                 "degrades (Q1, d = 200, all five roles).",
                 conv,
-                f"penalty at N={n}: multiplicative {_fmt(mul, 'eps')}; additive {_fmt(add, 'eps')}; "
-                f"ratio mult/add at ε=0.01: {ratio:.3f}",
+                f"penalty at N={n}: multiplicative {_fmt(mul, 'eps')}; "
+                f"additive {_fmt(add, 'eps')}; ratio mult/add at ε=0.01: {ratio:.3f}",
                 bool(ratio < 0.25),
                 "multiplicative penalty < ¼ of the additive one at ε = 0.01",
             )
