@@ -154,7 +154,7 @@ def reproduce(
     claims, sections = [], []
     for name in names:
         typer.echo(f"{name}: {RECIPES[name].description}")
-        written = run_recipe(name, out, quick=quick)
+        written = run_recipe(name, out, size="quick" if quick else "full")
         for p in written["tables"] + written["figures"]:
             typer.echo(f"  wrote {p}")
         for c in written["claims"]:

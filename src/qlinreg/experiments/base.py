@@ -8,16 +8,23 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RECIPES", "Recipe", "register", "run_recipe"]
+__all__ = ["RECIPES", "SIZES", "Recipe", "register", "run_recipe"]
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A named experiment: ``run(quick) -> (table, {figure name: figure}, [Claim, ...])``."""
+    """A named experiment: ``run(size) -> (table, {figure name: figure}, [Claim, ...])``.
+
+    ``size`` is one of :data:`SIZES`: ``"tiny"`` (tests: seconds), ``"quick"``
+    (``reproduce --quick``) or ``"full"``.
+    """
 
     name: str
     description: str
-    run: Callable[[bool], tuple[pd.DataFrame, dict, list]]
+    run: Callable[[str], tuple[pd.DataFrame, dict, list]]
+
+
+SIZES = ("tiny", "quick", "full")
 
 
 RECIPES: dict[str, Recipe] = {}
@@ -33,7 +40,7 @@ def register(name: str, description: str):
     return wrap
 
 
-def run_recipe(name: str, out_dir: str | Path, *, quick: bool = False) -> dict[str, list]:
+def run_recipe(name: str, out_dir: str | Path, *, size: str = "full") -> dict[str, list]:
     """Run recipe ``name``; write ``OUT/NAME.parquet``, ``.csv`` and its figures.
 
     Returns ``{"tables": [...], "figures": [...], "claims": [Claim, ...]}``.
@@ -44,7 +51,9 @@ def run_recipe(name: str, out_dir: str | Path, *, quick: bool = False) -> dict[s
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table, figures, claims = RECIPES[name].run(quick)
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    table, figures, claims = RECIPES[name].run(size)
     table.to_parquet(out / f"{name}.parquet", index=False)
     table.to_csv(out / f"{name}.csv", index=False)
     written = {

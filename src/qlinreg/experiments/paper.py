@@ -20,8 +20,11 @@ LR = 0.1
 MODELS = {"additive": Additive, "multiplicative": Multiplicative}
 
 
-def _size(quick: bool) -> dict:
-    return {"steps": 10_000, "trials": 32} if quick else {"steps": 100_000, "trials": 100}
+_SIZES = {
+    "tiny": {"steps": 300, "trials": 16},
+    "quick": {"steps": 10_000, "trials": 32},
+    "full": {"steps": 100_000, "trials": 100},
+}
 
 
 def _run(dim: int, model: str, eps: float, size: dict, seed: int) -> pd.DataFrame:
@@ -74,8 +77,8 @@ def _fmt(pen: pd.DataFrame, by: str) -> str:
 @register(
     "paper_q1", "Q1: risk vs N, d = 200, ε ∈ {0, 1e-3, 5e-3, 1e-2}, additive vs multiplicative"
 )
-def paper_q1(quick: bool):
-    size = _size(quick)
+def paper_q1(size: str):
+    size = _SIZES[size]
     frames = [
         _run(200, model, eps, size, seed=1) for model in MODELS for eps in (0.0, 1e-3, 5e-3, 1e-2)
     ]
@@ -115,8 +118,8 @@ def paper_q1(quick: bool):
 @register(
     "paper_q2", "Q2: risk vs N, ε = 0.01, d ∈ {50, 100, 200, 400}, additive vs multiplicative"
 )
-def paper_q2(quick: bool):
-    size = _size(quick)
+def paper_q2(size: str):
+    size = _SIZES[size]
     frames = [_run(d, model, 0.01, size, seed=2) for model in MODELS for d in (50, 100, 200, 400)]
     frames += [_run(d, "additive", 0.0, size, seed=2) for d in (50, 100, 200, 400)]
     df = pd.concat(frames, ignore_index=True)
