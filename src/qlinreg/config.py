@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from qlinreg.problem import Problem, make_problem
-from qlinreg.quantize.scheme import Scheme
+from qlinreg.quantize import Scheme, parse_quantizer
 from qlinreg.sgd import SGDConfig, _positive_int, geometric_checkpoints
 
 __all__ = ["RunConfig", "load_toml"]
@@ -43,6 +43,7 @@ class RunConfig:
     literal: bool = False
     checkpoints_per_decade: int = 10
     quant: tuple[str, ...] = field(default_factory=tuple)
+    storage: str = "none"
 
     def __post_init__(self) -> None:
         quant = (self.quant,) if isinstance(self.quant, str) else self.quant
@@ -76,7 +77,17 @@ class RunConfig:
         return Scheme.parse(self.quant)
 
     def sgd(self) -> SGDConfig:
-        return SGDConfig(lr=self.lr, steps=self.steps, batch=self.batch, average=self.average)
+        if not isinstance(self.storage, str):
+            raise ValueError(
+                f"storage must be a format name such as 'bf16:stochastic', got {self.storage!r}"
+            )
+        return SGDConfig(
+            lr=self.lr,
+            steps=self.steps,
+            batch=self.batch,
+            average=self.average,
+            storage=parse_quantizer(self.storage),
+        )
 
     def checkpoints(self) -> np.ndarray:
         return geometric_checkpoints(self.steps, self.checkpoints_per_decade)

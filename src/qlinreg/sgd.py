@@ -35,11 +35,12 @@ import pandas as pd
 from qlinreg import prng
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise, NoQuant
-from qlinreg.quantize.scheme import ROLES, Scheme
+from qlinreg.quantize.scheme import ROLES, Quantizer, Scheme
 from qlinreg.theory.quantized_data import (
     H_q,
     approx_err,
     data_noise_diag,
+    has_closed_form,
     quantized_input_risk,
     w_star_q,
 )
@@ -58,7 +59,10 @@ _AVERAGES = ("polyak", "tail", "last")
 # Stream labels of the per-step keys: the raw features and label noise, then the five roles.
 _FEATURES, _LABEL_NOISE = 0, 1
 _ROLE_ID = {role: 2 + i for i, role in enumerate(ROLES)}
-_N_STREAMS = 2 + len(ROLES)
+_STORAGE = 2 + len(ROLES)  # stochastic rounding of stored weights
+_N_STREAMS = _STORAGE + 1
+_PROBE = 0x9B0BE  # label of the per-checkpoint probe keys (quantized-input risk of formats)
+_PROBES = 64  # probe rows per trial and checkpoint
 _TRIAL_TAG = 0x7121A1  # second label of the seed → trial derivation
 _TRIAL_QUANTUM = 16  # trial batches are padded to a multiple of this (see _rowsum)
 
@@ -83,6 +87,9 @@ class SGDConfig:
         average: ``"polyak"`` (``w̄_N = (1/N) Σ_{t=0}^{N-1} w_t``), ``"tail"`` (average of
             ``w_{⌊N/2⌋} … w_{N-1}``) or ``"last"`` (``w_N``).
         w0: initial weights (default ``0``).
+        storage: quantizer applied to ``w_t`` after every update (low-precision weight
+            storage, beyond the paper), e.g. ``parse_quantizer("bf16:nearest_even")``; ``None``
+            keeps full precision (SPEC §2).
     """
 
     lr: float
@@ -90,6 +97,7 @@ class SGDConfig:
     batch: int = 1
     average: Average = "polyak"
     w0: np.ndarray | None = None
+    storage: Quantizer | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -109,6 +117,10 @@ class SGDConfig:
                 raise ValueError("w0 must be finite")
             w0.setflags(write=False)
             object.__setattr__(self, "w0", w0)
+        if isinstance(self.storage, NoQuant):
+            object.__setattr__(self, "storage", None)
+        if self.storage is not None and not callable(self.storage):
+            raise TypeError(f"storage must be a quantizer or None, got {self.storage!r}")
 
     def initial(self, d: int) -> np.ndarray:
         """``w_0`` as a length-``d`` array."""
@@ -184,6 +196,8 @@ class SimResult:
         config: the run's parameters, flat, for tables.
         divergence: set when a trial diverged (the table then stops before it).
         interrupted: the run was stopped early; ``steps`` holds what finished.
+        saturation: for each role quantized by a number format, the mean over steps and
+            trials of ``(saturated fraction, underflow-to-zero fraction)`` of its values.
     """
 
     steps: np.ndarray
@@ -192,6 +206,7 @@ class SimResult:
     config: dict = field(default_factory=dict)
     divergence: Divergence | None = None
     interrupted: bool = False
+    saturation: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def trials(self) -> int:
@@ -215,6 +230,8 @@ class SimResult:
         df["trials"] = self.trials
         for k, v in self.config.items():
             df[k] = v
+        for role, (sat, under) in self.saturation.items():
+            df[f"saturated_{role}"], df[f"underflow_{role}"] = sat, under
         return df
 
 
@@ -245,6 +262,9 @@ class _Static:
     fast_data: bool
     fast_params: bool
     average: Average
+    probe_risk: bool  # the data quantizer has no closed-form δ: estimate R_q on fresh probes
+    stats_roles: tuple[str, ...]  # roles quantized by a number format (saturation counts)
+    storage: bool  # w_t is stored in a number format after each update
 
 
 def _rowsum(x: jax.Array) -> jax.Array:
@@ -279,9 +299,11 @@ def _quantize(q, key, u, noise):
 def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     """Everything random of one step for one trial that does not depend on ``w``.
 
-    Returns ``(Q_d(X_t), Q_l(y_t), noise)``, ``noise`` holding the pre-drawn unit noise of the
-    parameter, activation and output-gradient quantizers. A whole block of steps is drawn in
-    one vectorised pass: large draws are several times cheaper per number than per-step ones.
+    Returns ``(Q_d(X_t), Q_l(y_t), noise, stats)``: ``noise`` holds the pre-drawn unit noise of
+    the parameter, activation and output-gradient quantizers, ``stats`` the saturated and
+    underflow fractions of number-format data and label quantizers. A whole block of steps is
+    drawn in one vectorised pass: large draws are several times cheaper per number than
+    per-step ones.
     """
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
@@ -292,6 +314,11 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
         y = _rowsum(X * c["w_star"]) + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
         Xq = scheme.data(keys[_ROLE_ID["data"]], X)
     yq = scheme.labels(keys[_ROLE_ID["labels"]], y)
+    stats = {}
+    if "data" in st.stats_roles:
+        stats["data"] = jnp.stack(scheme.data.stats(X, Xq))
+    if "labels" in st.stats_roles:
+        stats["labels"] = jnp.stack(scheme.labels.stats(y, yq))
     kp = keys[_ROLE_ID["params"]]
     noise = {
         "params": prng.normal(kp, (B,), dt)
@@ -300,28 +327,60 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
         "activations": _predraw(scheme.activations, keys[_ROLE_ID["activations"]], (B,), dt),
         "grads": _predraw(scheme.grads, keys[_ROLE_ID["grads"]], (B,), dt),
     }
-    return Xq, yq, noise
+    return Xq, yq, noise, stats
 
 
-def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, c):
-    """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial."""
+def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c):
+    """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial.
+
+    Returns the new weights (stored through ``storage`` when set) and the saturated and
+    underflow fractions of number-format parameter, activation and gradient quantizers.
+    """
     B, dt = st.batch, jnp.dtype(st.dtype)
+    stats = {}
     if st.fast_params:
         s = Xq if isinstance(scheme.params, Additive) else Xq * w
         norm = jnp.sqrt(_rowsum(s * s))
         a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * noise["params"]
     else:
         wq = _quantize(scheme.params, keys[_ROLE_ID["params"]], w, noise["params"])
+        if "params" in st.stats_roles:
+            stats["params"] = jnp.stack(scheme.params.stats(w, wq))
         a0 = _rowsum(Xq * wq)
     a = _quantize(scheme.activations, keys[_ROLE_ID["activations"]], a0, noise["activations"])
-    g = _quantize(scheme.grads, keys[_ROLE_ID["grads"]], yq - a, noise["grads"])
-    return w + (c["lr"] / B) * _rowsum((g[:, None] * Xq).T)
+    r = yq - a
+    g = _quantize(scheme.grads, keys[_ROLE_ID["grads"]], r, noise["grads"])
+    if "activations" in st.stats_roles:
+        stats["activations"] = jnp.stack(scheme.activations.stats(a0, a))
+    if "grads" in st.stats_roles:
+        stats["grads"] = jnp.stack(scheme.grads.stats(r, g))
+    w_new = w + (c["lr"] / B) * _rowsum((g[:, None] * Xq).T)
+    if st.storage:
+        w_new = storage(keys[_STORAGE], w_new)
+    return w_new, stats
 
 
-def _risks(it, c):
+def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
+    """Unbiased estimate of ``R_q(w̄) = ½E[(⟨w*, x⟩ − ⟨w̄, Q_d(x)⟩)²]`` on fresh probes.
+
+    For data quantizers without a closed-form ``δ`` (number formats): ``_PROBES`` fresh rows
+    ``x ~ N(0, H)``, quantized by ``Q_d``, per trial and checkpoint. The estimate's noise is
+    independent across trials, so it is part of the reported standard error.
+    """
+    dt = jnp.dtype(st.dtype)
+    X = c["sqrt_lam"] * prng.normal(key, (_PROBES, st.d), dt)
+    Xq = scheme.data(prng.derive(key, 1), X)
+    e = _rowsum(X * c["w_star"]) - _rowsum(Xq * it)
+    return 0.5 * _rowsum(e * e) / _PROBES
+
+
+def _risks(st: _Static, it, probe_keys, scheme: Scheme, c):
     """Both risk conventions of iterates ``it`` (trials × d): ``[..., (quantized, clean)]``."""
     clean = 0.5 * _rowsum(c["lam"] * (it - c["w_star"]) ** 2)
-    quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"], rowsum=_rowsum)
+    if st.probe_risk:
+        quant = jax.vmap(_probe_risk, (None, 0, 0, None, None))(st, probe_keys, it, scheme, c)
+    else:
+        quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"], rowsum=_rowsum)
     return jnp.stack([quant, clean], axis=-1)
 
 
@@ -334,14 +393,21 @@ def _chunk_fn(st: _Static, block: int):
     number than per-step ones); an inner scan then applies the sequential updates.
     """
     draw = jax.vmap(jax.vmap(functools.partial(_draw_batch, st), (0, None, None)), (0, None, None))
-    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None))
+    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None, None))
     streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
+    roles = {r: i for i, r in enumerate(ROLES)}
 
-    def run_chunk(state, trial_keys, xs, scheme, c):
+    def run_chunk(state, trial_keys, xs, scheme, storage, c):
+        def add_stats(acc, stats, active):
+            for r, v in stats.items():
+                acc = acc.at[:, roles[r]].add(jnp.where(active, v, 0))
+            return acc
+
         def step(carry, x):
-            w, S, snaps, rec, div_at = carry
-            t, active, ck, sn, keys, Xq, yq, noise = x
-            w_new = update(keys, w, Xq, yq, noise, scheme, c)
+            w, S, snaps, rec, div_at, acc = carry
+            t, active, ck, sn, keys, Xq, yq, noise, data_stats = x
+            w_new, stats = update(keys, w, Xq, yq, noise, scheme, storage, c)
+            acc = add_stats(add_stats(acc, data_stats, active), stats, active)
             nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
             div_at = jnp.where(bad & (div_at == 0), t, div_at)
@@ -358,10 +424,11 @@ def _chunk_fn(st: _Static, block: int):
                     it = w
                 else:
                     it = (S - snaps[c["snap_of"][ck]]) / (c["n_ck"][ck] - c["starts"][ck])
-                return r.at[ck].set(_risks(it, c))
+                probe_keys = prng.derive(trial_keys, t.astype(jnp.uint32), _PROBE)
+                return r.at[ck].set(_risks(st, it, probe_keys, scheme, c))
 
             rec = jax.lax.cond(ck >= 0, record, lambda r: r, rec)
-            return (w, S, snaps, rec, div_at), None
+            return (w, S, snaps, rec, div_at, acc), None
 
         def block_body(carry, xb):
             t = xb[0]
@@ -370,8 +437,8 @@ def _chunk_fn(st: _Static, block: int):
                 t.astype(jnp.uint32)[:, None, None],
                 streams[None, None, :],
             )
-            Xq, yq, noise = draw(keys, scheme, c)
-            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq, noise))[0], None
+            Xq, yq, noise, data_stats = draw(keys, scheme, c)
+            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq, noise, data_stats))[0], None
 
         blocks = jax.tree_util.tree_map(lambda a: a.reshape(-1, block, *a.shape[1:]), xs)
         return jax.lax.scan(block_body, state, blocks)[0]
@@ -394,6 +461,9 @@ class _Engine:
             and sgd.batch == 1
             and _is_gaussian(self.scheme.params, Additive, MultiplicativeElementwise),
             average=sgd.average,
+            probe_risk=not has_closed_form(self.scheme.data),
+            stats_roles=tuple(r for r, q in self.scheme.items() if hasattr(q, "stats")),
+            storage=sgd.storage is not None,
         )
         self.ckpts = checkpoints
         self.L = step_chunk
@@ -402,13 +472,10 @@ class _Engine:
         self.snap_steps, snap_of = np.unique(starts, return_inverse=True)
         lam = problem.spectrum
         self.w0 = sgd.initial(problem.d)
-        try:
-            delta = data_noise_diag(self.scheme.data, lam)
-        except TypeError:
-            raise TypeError(
-                f"the quantized-input risk needs a closed-form H^(q) for the data quantizer "
-                f"{self.scheme.data!r}"
-            ) from None
+        # δ: closed form for idealized data quantizers; unused (probes) otherwise.
+        delta = (
+            np.zeros_like(lam) if self.static.probe_risk else data_noise_diag(self.scheme.data, lam)
+        )
         c = {
             "lam": lam,
             "sqrt_lam": np.sqrt(lam),
@@ -426,14 +493,17 @@ class _Engine:
             c["y_sd_q"] = np.sqrt(problem.noise + 2 * approx_err(problem, self.scheme.data))
         self.consts = {k: jnp.asarray(v, self.dtype) for k, v in c.items()}
         self.consts["snap_of"] = jnp.asarray(snap_of, jnp.int32)
-        self.scheme = jax.tree_util.tree_map(lambda v: jnp.asarray(v, self.dtype), self.scheme)
+        as_dtype = functools.partial(jax.tree_util.tree_map, lambda v: jnp.asarray(v, self.dtype))
+        self.scheme = as_dtype(self.scheme)
+        self.storage = as_dtype(sgd.storage)
 
     def run(self, trial_ids: np.ndarray, seed: int, on_chunk=None):
         """Run all steps for the trials ``trial_ids``.
 
-        Returns ``(rec, div_at, done, interrupted)``: risks ``(K, T, 2)``, the step at which
-        each trial diverged (0 if none), the last step completed, and whether the run was
-        interrupted.
+        Returns ``(rec, div_at, done, interrupted, stats)``: risks ``(K, T, 2)``, the step at
+        which each trial diverged (0 if none), the last step completed, whether the run was
+        interrupted, and per trial and role the saturated and underflow fractions summed
+        over steps ``(T, 5, 2)``.
         """
         T, d, N = len(trial_ids), self.problem.d, self.sgd.steps
         K = len(self.ckpts)
@@ -449,6 +519,7 @@ class _Engine:
             jnp.zeros((len(self.snap_steps) if tail else 1, T, d), self.dtype),
             jnp.full((K, T, 2), jnp.nan, self.dtype),
             jnp.zeros((T,), jnp.int32),
+            jnp.zeros((T, len(ROLES), 2), self.dtype),
         )
         ck_of_step = np.full(N + L + 1, -1, np.int32)
         ck_of_step[self.ckpts] = np.arange(K)
@@ -466,7 +537,7 @@ class _Engine:
                     jnp.asarray(ck_of_step[t]),
                     jnp.asarray(sn_of_step[t]),
                 )
-                new_state = chunk(state, trial_keys, xs, self.scheme, self.consts)
+                new_state = chunk(state, trial_keys, xs, self.scheme, self.storage, self.consts)
                 jax.block_until_ready(new_state)
                 state, done = new_state, min(start + L - 1, N)
                 if on_chunk is not None:
@@ -476,7 +547,7 @@ class _Engine:
         except KeyboardInterrupt:
             interrupted = True
         rec = np.asarray(state[3], dtype=np.float64)
-        return rec, np.asarray(state[4]), done, interrupted
+        return rec, np.asarray(state[4]), done, interrupted, np.asarray(state[5], np.float64)
 
 
 def simulate(
@@ -547,8 +618,9 @@ def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc,
         "seed": seed,
         "dtype": dtype,
         "literal": literal,
+        "storage": getattr(sgd.storage, "label", "none"),
     }
-    recs, divs = [], []
+    recs, divs, sats = [], [], []
     reached = sgd.steps
     interrupted = False
     with _progress(progress) as bar:
@@ -557,12 +629,13 @@ def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc,
             ids = np.arange(lo, lo + tc)  # padded: trials ≥ `trials` are run and dropped
             n_real = min(tc, trials - lo)
             adv = (lambda n, k=n_real: bar.advance(task, n * k)) if progress else None
-            rec, div, done, interrupted = engine.run(ids, seed, adv)
-            rec, div = rec[:, :n_real], div[:n_real]
+            rec, div, done, interrupted, sat = engine.run(ids, seed, adv)
+            rec, div, sat = rec[:, :n_real], div[:n_real], sat[:n_real] / max(done, 1)
             if done == 0:
                 break
             recs.append(rec)
             divs.append(div)
+            sats.append(sat)
             reached = min(reached, done)
             if div.any() or interrupted:
                 break
@@ -571,6 +644,12 @@ def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc,
         return SimResult(ckpts[:0], empty, empty, config, None, interrupted=True)
     rec = np.concatenate(recs, axis=1)
     div = np.concatenate(divs)
+    sat = np.concatenate(sats).mean(axis=0)
+    saturation = {
+        r: (float(sat[i, 0]), float(sat[i, 1]))
+        for i, r in enumerate(ROLES)
+        if r in engine.static.stats_roles
+    }
     divergence = None
     keep = ckpts <= reached
     if div.any():
@@ -589,6 +668,7 @@ def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc,
         config=config,
         divergence=divergence,
         interrupted=interrupted,
+        saturation=saturation,
     )
     if divergence is not None:
         raise DivergenceError(divergence, result)
