@@ -15,6 +15,7 @@ from qlinreg.quantize import (
     parse_quantizer,
 )
 from qlinreg.sgd import DivergenceError, SGDConfig, SimResult, geometric_checkpoints, simulate
+from qlinreg.theory import bound, exact_risk, quantized_spectrum
 
 __all__ = [
     "Additive",
@@ -26,9 +27,12 @@ __all__ = [
     "SGDConfig",
     "Scheme",
     "SimResult",
+    "bound",
+    "exact_risk",
     "geometric_checkpoints",
     "make_problem",
     "parse_quantizer",
+    "quantized_spectrum",
     "simulate",
 ]
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from qlinreg.algorithm import SGDConfig, geometric_checkpoints, positive_int
 from qlinreg.problem import Problem, make_problem
 from qlinreg.quantize import Scheme, parse_quantizer
-from qlinreg.sgd import SGDConfig, _positive_int, geometric_checkpoints
 
 __all__ = ["RunConfig", "load_toml"]
 
@@ -54,9 +54,9 @@ class RunConfig:
         self.problem()
         self.scheme()
         self.sgd()
-        _positive_int("trials", self.trials)
-        _positive_int("seed", self.seed, low=0)
-        _positive_int("checkpoints_per_decade", self.checkpoints_per_decade)
+        positive_int("trials", self.trials)
+        positive_int("seed", self.seed, low=0)
+        positive_int("checkpoints_per_decade", self.checkpoints_per_decade)
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not isinstance(self.literal, bool):

@@ -25,7 +25,6 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +32,16 @@ import numpy as np
 import pandas as pd
 
 from qlinreg import prng
+from qlinreg.algorithm import (
+    Average,
+    SGDConfig,
+    check_checkpoints,
+    geometric_checkpoints,
+    positive_int,
+)
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise, NoQuant
-from qlinreg.quantize.scheme import ROLES, Quantizer, Scheme
+from qlinreg.quantize.scheme import ROLES, Scheme
 from qlinreg.theory.quantized_data import (
     H_q,
     approx_err,
@@ -53,8 +59,6 @@ __all__ = [
     "simulate",
 ]
 
-Average = Literal["polyak", "tail", "last"]
-_AVERAGES = ("polyak", "tail", "last")
 
 # Stream labels of the per-step keys: the raw features and label noise, then the five roles.
 _FEATURES, _LABEL_NOISE = 0, 1
@@ -68,89 +72,6 @@ _TRIAL_QUANTUM = 16  # trial batches are padded to a multiple of this (see _rows
 
 # A trial has diverged when ‖w_t‖² exceeds this multiple of 1 + ‖w*‖² + ‖w_0‖², or is not finite.
 DIVERGENCE_FACTOR = 1e6
-
-
-def _positive_int(name: str, value, *, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True, eq=False)
-class SGDConfig:
-    """Constant-step-size one-pass SGD (SPEC §2).
-
-    Attributes:
-        lr: step size ``γ`` (> 0).
-        steps: number of steps ``N`` (≥ 1); ``N·B`` samples are used once each.
-        batch: batch size ``B`` (≥ 1).
-        average: ``"polyak"`` (``w̄_N = (1/N) Σ_{t=0}^{N-1} w_t``), ``"tail"`` (average of
-            ``w_{⌊N/2⌋} … w_{N-1}``) or ``"last"`` (``w_N``).
-        w0: initial weights (default ``0``).
-        storage: quantizer applied to ``w_t`` after every update (low-precision weight
-            storage, beyond the paper), e.g. ``parse_quantizer("bf16:nearest_even")``; ``None``
-            keeps full precision (SPEC §2).
-    """
-
-    lr: float
-    steps: int
-    batch: int = 1
-    average: Average = "polyak"
-    w0: np.ndarray | None = None
-    storage: Quantizer | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            lr = float(self.lr)
-        except (TypeError, ValueError):
-            raise ValueError(f"lr (γ) must be a number > 0, got {self.lr!r}") from None
-        if not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr (γ) must be a finite number > 0, got {self.lr!r}")
-        object.__setattr__(self, "lr", lr)
-        object.__setattr__(self, "steps", _positive_int("steps (N)", self.steps))
-        object.__setattr__(self, "batch", _positive_int("batch (B)", self.batch))
-        if self.average not in _AVERAGES:
-            raise ValueError(f"average must be one of {_AVERAGES}, got {self.average!r}")
-        if self.w0 is not None:
-            w0 = np.array(self.w0, dtype=np.float64).reshape(-1)
-            if not np.all(np.isfinite(w0)):
-                raise ValueError("w0 must be finite")
-            w0.setflags(write=False)
-            object.__setattr__(self, "w0", w0)
-        if isinstance(self.storage, NoQuant):
-            object.__setattr__(self, "storage", None)
-        if self.storage is not None and not callable(self.storage):
-            raise TypeError(f"storage must be a quantizer or None, got {self.storage!r}")
-
-    def initial(self, d: int) -> np.ndarray:
-        """``w_0`` as a length-``d`` array."""
-        if self.w0 is None:
-            return np.zeros(d)
-        if self.w0.size != d:
-            raise ValueError(f"w0 must have length dim = {d}, got {self.w0.size}")
-        return self.w0
-
-
-def geometric_checkpoints(steps: int, per_decade: int = 10) -> np.ndarray:
-    """About ``per_decade`` geometrically spaced steps per decade in ``[1, N]``, always ``N``."""
-    steps = _positive_int("steps (N)", steps)
-    per_decade = _positive_int("per_decade", per_decade)
-    n = max(2, int(math.ceil(math.log10(steps) * per_decade)) + 1)
-    pts = np.unique(np.round(np.geomspace(1, steps, n)).astype(np.int64))
-    return np.unique(np.append(pts, steps))
-
-
-def _check_checkpoints(checkpoints, steps: int) -> np.ndarray:
-    if checkpoints is None:
-        return geometric_checkpoints(steps)
-    arr = np.asarray(checkpoints)
-    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError("checkpoints must be a non-empty sequence of integer steps")
-    if arr.min() < 1 or arr.max() > steps:
-        raise ValueError(
-            f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}"
-        )
-    return np.unique(arr.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -590,16 +511,16 @@ def simulate(
         raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
     if not isinstance(sgd, SGDConfig):
         raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
-    trials = _positive_int("trials", trials)
-    seed = _positive_int("seed", seed, low=0)
+    trials = positive_int("trials", trials)
+    seed = positive_int("seed", seed, low=0)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     sgd.initial(problem.d)
-    ckpts = _check_checkpoints(checkpoints, sgd.steps)
+    ckpts = check_checkpoints(checkpoints, sgd.steps)
     work = sgd.batch * problem.d
-    tc = _positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
+    tc = positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
     tc = -(-min(tc, trials) // _TRIAL_QUANTUM) * _TRIAL_QUANTUM
-    sc = _positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
+    sc = positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
     with jax.enable_x64(dtype == "float64"):
         return _simulate(
             problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress

@@ -21,8 +21,11 @@ with ``ApproxErr = ½ Σ_i λ_i δ_i/(λ_i + δ_i) w*_i²`` (for multiplicative 
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
+from qlinreg import prng
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import (
     Additive,
@@ -36,9 +39,11 @@ __all__ = [
     "approx_err",
     "approx_err_clean",
     "data_noise_diag",
+    "estimate_H_q",
     "has_closed_form",
     "k_star",
     "quantized_input_risk",
+    "quantized_spectrum",
     "w_star_q",
 ]
 
@@ -98,3 +103,68 @@ def k_star(problem: Problem, q, steps: int, lr: float) -> int:
     """Effective dimension ``k* = max{k : λ_k^(q) ≥ 1/(Nγ)}`` (0 if no eigenvalue qualifies)."""
     lam_q = np.sort(H_q(problem, q))[::-1]
     return int(np.sum(lam_q >= 1.0 / (steps * lr)))
+
+
+def _sample_moments(key, sqrt_lam, q, rows: int, full: bool):
+    """Sums of ``x̃_i²``, ``x̃_i⁴`` (and ``x̃ x̃ᵀ`` if ``full``) over ``rows`` quantized samples."""
+    k_x, k_q = prng.derive(key, 0), prng.derive(key, 1)
+    xq = q(k_q, sqrt_lam * prng.normal(k_x, (rows, sqrt_lam.size), jnp.float32))
+    sq = xq * xq
+    gram = xq.T @ xq if full else jnp.zeros((0, 0), xq.dtype)
+    return sq.sum(0), (sq * sq).sum(0), gram
+
+
+def estimate_H_q(
+    problem: Problem, q, *, samples: int, seed: int = 0, eigenvalues: bool = False
+) -> dict[str, np.ndarray]:
+    """Monte Carlo estimate of ``H^(q) = E[Q_d(x) Q_d(x)ᵀ]`` from quantized samples.
+
+    Draws ``x ~ N(0, H)`` and applies the data quantizer ``q`` (any quantizer, number formats
+    included) with :mod:`qlinreg.prng` keys derived from ``seed``. Returns ``"diag"`` (the
+    estimate of ``λ^(q)_i = E[x̃_i²]`` in the eigenbasis of ``H``), ``"diag_se"`` (its standard
+    error) and, if ``eigenvalues``, ``"eigenvalues"`` of the sample second-moment matrix
+    (descending; O(samples·d²) work).
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 2:
+        raise ValueError(f"samples must be an integer ≥ 2, got {samples!r}")
+    d = problem.d
+    rows = int(min(samples, max(1, (1 << 22) // d)))
+    sqrt_lam = jnp.asarray(np.sqrt(problem.spectrum), jnp.float32)
+    s1, s2 = np.zeros(d), np.zeros(d)
+    gram = np.zeros((d, d)) if eigenvalues else None
+    root, done, chunk = prng.key(seed), 0, 0
+    while done < samples:
+        n = min(rows, samples - done)
+        a, b, g = _sample_moments(prng.derive(root, chunk), sqrt_lam, q, n, eigenvalues)
+        s1 += np.asarray(a, np.float64)
+        s2 += np.asarray(b, np.float64)
+        if eigenvalues:
+            gram += np.asarray(g, np.float64)
+        done, chunk = done + n, chunk + 1
+    mean = s1 / samples
+    var = np.maximum(s2 / samples - mean**2, 0.0) * samples / (samples - 1)
+    out = {"diag": mean, "diag_se": np.sqrt(var / samples)}
+    if eigenvalues:
+        out["eigenvalues"] = np.linalg.eigvalsh(gram / samples)[::-1].copy()
+    return out
+
+
+def quantized_spectrum(
+    problem: Problem, q, *, samples: int = 0, seed: int = 0, eigenvalues: bool = False
+) -> pd.DataFrame:
+    """The spectrum of ``H^(q)``: closed form and, with ``samples > 0``, estimated.
+
+    Columns: ``index`` (1-based), ``lambda`` (``λ_i``), ``lambda_q`` (closed form
+    ``λ_i + δ_i``; NaN for quantizers without one), then with samples ``lambda_q_est``,
+    ``lambda_q_se`` (:func:`estimate_H_q`) and, if ``eigenvalues``, ``lambda_q_eig`` (sorted
+    eigenvalues of the sample matrix, which differ from the diagonal when a real format's
+    error is correlated across coordinates).
+    """
+    df = pd.DataFrame({"index": np.arange(1, problem.d + 1), "lambda": problem.spectrum})
+    df["lambda_q"] = H_q(problem, q) if has_closed_form(q) else np.nan
+    if samples:
+        est = estimate_H_q(problem, q, samples=samples, seed=seed, eigenvalues=eigenvalues)
+        df["lambda_q_est"], df["lambda_q_se"] = est["diag"], est["diag_se"]
+        if eigenvalues:
+            df["lambda_q_eig"] = est["eigenvalues"]
+    return df

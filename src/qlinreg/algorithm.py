@@ -1,0 +1,104 @@
+"""The algorithm's settings (SPEC §2): step size, steps, batch size, averaging, ``w_0``.
+
+Shared by the Monte Carlo engine (:mod:`qlinreg.sgd`) and the theory (:mod:`qlinreg.theory`),
+together with the checkpoint grid both report on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from qlinreg.quantize.idealized import NoQuant
+from qlinreg.quantize.scheme import Quantizer
+
+__all__ = ["SGDConfig", "check_checkpoints", "geometric_checkpoints", "positive_int"]
+
+Average = Literal["polyak", "tail", "last"]
+AVERAGES = ("polyak", "tail", "last")
+
+
+def positive_int(name: str, value, *, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class SGDConfig:
+    """Constant-step-size one-pass SGD (SPEC §2).
+
+    Attributes:
+        lr: step size ``γ`` (> 0).
+        steps: number of steps ``N`` (≥ 1); ``N·B`` samples are used once each.
+        batch: batch size ``B`` (≥ 1).
+        average: ``"polyak"`` (``w̄_N = (1/N) Σ_{t=0}^{N-1} w_t``), ``"tail"`` (average of
+            ``w_{⌊N/2⌋} … w_{N-1}``) or ``"last"`` (``w_N``).
+        w0: initial weights (default ``0``).
+        storage: quantizer applied to ``w_t`` after every update (low-precision weight
+            storage, beyond the paper), e.g. ``parse_quantizer("bf16:nearest_even")``; ``None``
+            keeps full precision (SPEC §2).
+    """
+
+    lr: float
+    steps: int
+    batch: int = 1
+    average: Average = "polyak"
+    w0: np.ndarray | None = None
+    storage: Quantizer | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            lr = float(self.lr)
+        except (TypeError, ValueError):
+            raise ValueError(f"lr (γ) must be a number > 0, got {self.lr!r}") from None
+        if not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr (γ) must be a finite number > 0, got {self.lr!r}")
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "steps", positive_int("steps (N)", self.steps))
+        object.__setattr__(self, "batch", positive_int("batch (B)", self.batch))
+        if self.average not in AVERAGES:
+            raise ValueError(f"average must be one of {AVERAGES}, got {self.average!r}")
+        if self.w0 is not None:
+            w0 = np.array(self.w0, dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(w0)):
+                raise ValueError("w0 must be finite")
+            w0.setflags(write=False)
+            object.__setattr__(self, "w0", w0)
+        if isinstance(self.storage, NoQuant):
+            object.__setattr__(self, "storage", None)
+        if self.storage is not None and not callable(self.storage):
+            raise TypeError(f"storage must be a quantizer or None, got {self.storage!r}")
+
+    def initial(self, d: int) -> np.ndarray:
+        """``w_0`` as a length-``d`` array."""
+        if self.w0 is None:
+            return np.zeros(d)
+        if self.w0.size != d:
+            raise ValueError(f"w0 must have length dim = {d}, got {self.w0.size}")
+        return self.w0
+
+
+def geometric_checkpoints(steps: int, per_decade: int = 10) -> np.ndarray:
+    """About ``per_decade`` geometrically spaced steps per decade in ``[1, N]``, always ``N``."""
+    steps = positive_int("steps (N)", steps)
+    per_decade = positive_int("per_decade", per_decade)
+    n = max(2, int(math.ceil(math.log10(steps) * per_decade)) + 1)
+    pts = np.unique(np.round(np.geomspace(1, steps, n)).astype(np.int64))
+    return np.unique(np.append(pts, steps))
+
+
+def check_checkpoints(checkpoints, steps: int) -> np.ndarray:
+    if checkpoints is None:
+        return geometric_checkpoints(steps)
+    arr = np.asarray(checkpoints)
+    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError("checkpoints must be a non-empty sequence of integer steps")
+    if arr.min() < 1 or arr.max() > steps:
+        raise ValueError(
+            f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}"
+        )
+    return np.unique(arr.astype(np.int64))
