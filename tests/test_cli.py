@@ -75,3 +75,34 @@ def test_divergence_exits_nonzero_and_keeps_finished_checkpoints(tmp_path):
     assert "SGD diverged at step" in res.output and "tr(H^(q))" in res.output
     df = pd.read_parquet(out / "risk.parquet")
     assert df[COLUMNS].notna().all().all()
+
+
+def test_run_with_exact_and_bound_columns(tmp_path):
+    out = tmp_path / "theory"
+    res = runner.invoke(
+        app,
+        ["run", *SMALL, "-q", "all=multiplicative:0.02", "--exact", "--bound", "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "risk.parquet")
+    for col in ("exact_risk", "exact_risk_clean", "bound", "bound_clean", "bound_var"):
+        assert df[col].notna().all(), col
+    assert (df["bound"] >= df["exact_risk"]).all()
+
+
+def test_exact_rejects_number_formats(tmp_path):
+    res = runner.invoke(app, ["run", *SMALL, "-q", "data=int8", "--exact", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "idealized quantizer" in res.output
+
+
+def test_spectrum_command(tmp_path):
+    res = runner.invoke(
+        app, ["spectrum", "--dim", "20", "--samples", "2000", "-q", "additive:0.01", "-q", "int8",
+              "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(tmp_path / "spectrum.parquet")
+    assert set(df["quantizer"]) == {"additive:0.01", "int8"} and df["lambda_q_est"].notna().all()
+    assert (tmp_path / "spectrum.png").exists()
+    res = runner.invoke(app, ["spectrum", "--samples", "0"])
+    assert res.exit_code == 2 and "samples must be" in res.output

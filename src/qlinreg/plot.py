@@ -12,8 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
-__all__ = ["CONVENTIONS", "plot_risk", "save"]
+__all__ = ["CONVENTIONS", "plot_risk", "plot_spectrum", "save"]
 
 # convention → (Monte Carlo mean, its SE, exact-risk column, bound column, axis label)
 CONVENTIONS = {
@@ -73,7 +74,40 @@ def plot_risk(
     if title:
         ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8, frameon=False)
+    handles, names = ax.get_legend_handles_labels()
+    for col, style, text in ((exact, "-", "exact risk"), (bound, "--", "bound (unit constants)")):
+        if col in df and df[col].notna().any():
+            handles.append(Line2D([], [], color="0.3", ls=style))
+            names.append(text)
+    ax.legend(handles, names, fontsize=8, frameon=False)
+    return ax
+
+
+def plot_spectrum(df: pd.DataFrame, *, ax=None, title: str | None = None):
+    """Log–log ``λ_i`` of ``H`` (black) and of ``H^(q)`` per ``quantizer``: closed form as a
+    line where it exists, the estimate from quantized samples as points with ±1 SE bars."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
+    first = df[df["quantizer"] == df["quantizer"].iloc[0]]
+    ax.plot(first["index"], first["lambda"], color="black", lw=1.5, label="H (full precision)")
+    for name, g in df.groupby("quantizer", sort=False):
+        color = None
+        if g["lambda_q"].notna().any():
+            (line,) = ax.plot(g["index"], g["lambda_q"], lw=1.2, label=f"{name} (closed form)")
+            color = line.get_color()
+        if "lambda_q_est" in g:
+            ax.errorbar(
+                g["index"], g["lambda_q_est"], yerr=g["lambda_q_se"], fmt="o", ms=2, lw=0.6,
+                color=color, alpha=0.7, label=f"{name} (estimated)",
+            )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("eigenvalue")
+    if title:
+        ax.set_title(textwrap.fill(title, 70), fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, frameon=False)
     return ax
 
 
