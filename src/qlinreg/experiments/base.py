@@ -53,17 +53,32 @@ def run_point(
     ck = geometric_checkpoints(sgd.steps) if checkpoints is None else checkpoints
     df = pd.DataFrame({"step": ck})
     status = "ok"
+    mc_cols = ["risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
     if trials:
         try:
             mc = simulate(problem, scheme, sgd, trials=trials, seed=seed, checkpoints=ck)
         except DivergenceError as exc:
             mc, status = exc.result, f"diverged at step {exc.divergence.step}"
-        df = df.merge(mc.to_frame(), on="step", how="left")
+        mc_df = mc.to_frame()
+        keep = ["step", *mc_cols, *(c for c in mc_df if c.startswith(("saturated_", "underflow_")))]
+        df = df.merge(mc_df[keep], on="step", how="left")
+    else:
+        df[mc_cols] = float("nan")
     if theory:
         df = df.merge(theory_columns(problem, scheme, sgd, ck), on="step", how="left")
+    df["trials"] = trials
     df["status"] = status
     df["scheme"] = scheme.describe()
-    for k, v in tags.items():
+    config = {
+        **problem.describe(),
+        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
+        "lr": sgd.lr,
+        "batch": sgd.batch,
+        "steps_total": sgd.steps,
+        "average": sgd.average,
+        "seed": seed,
+    }
+    for k, v in {**config, **tags}.items():
         df[k] = v
     return df
 
