@@ -83,9 +83,15 @@ def run_point(
     return df
 
 
-def agreement_claim(experiment: str, df: pd.DataFrame) -> list:
-    """Monte Carlo vs exact risk at every checkpoint that has both, in both conventions:
-    within 3 SE + 1 % (the validation behind every exact curve in the recipe)."""
+def agreement_claim(experiment: str, df: pd.DataFrame, *, min_step: int = 100) -> list:
+    """Monte Carlo vs exact risk at every checkpoint ``n ≥ min_step`` that has both, in both
+    conventions: within 3 SE + 1 % (the validation behind every exact curve in the recipe).
+
+    Early checkpoints are left out: there the averaged iterate's risk is dominated by a few
+    coordinates, its distribution over trials is strongly skewed, and a mean ± 3 SE test
+    over a few dozen trials is not calibrated (the tests in ``tests/test_exact.py`` check
+    early steps with many trials).
+    """
     from qlinreg.plot import CONVENTIONS
     from qlinreg.report import Claim
 
@@ -93,7 +99,7 @@ def agreement_claim(experiment: str, df: pd.DataFrame) -> list:
     for conv, (mean, se, exact, _, _) in CONVENTIONS.items():
         if mean not in df or exact not in df:
             continue
-        both = df[df[mean].notna() & df[exact].notna() & (df["step"] > 1)]
+        both = df[df[mean].notna() & df[exact].notna() & (df["step"] >= min_step)]
         if both.empty:
             continue
         dev = (both[mean] - both[exact]).abs()
@@ -107,7 +113,8 @@ def agreement_claim(experiment: str, df: pd.DataFrame) -> list:
                 f"{int(ok.sum())} of {len(ok)} (config, checkpoint) points within 3 SE + 1 %; "
                 f"median |MC − exact|/SE = {z.median():.2f}",
                 bool(ok.mean() >= 0.95),
-                "≥ 95 % of points within 3 SE + 1 % (about 0.3 % expected outside by chance)",
+                f"≥ 95 % of points (checkpoints n ≥ {min_step}) within 3 SE + 1 % (about 0.3 % "
+                "expected outside by chance)",
             )
         )
     return claims
