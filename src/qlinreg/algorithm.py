@@ -12,10 +12,18 @@ from typing import Literal
 
 import numpy as np
 
+from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import NoQuant
-from qlinreg.quantize.scheme import Quantizer
+from qlinreg.quantize.scheme import Quantizer, Scheme
 
-__all__ = ["SGDConfig", "check_checkpoints", "geometric_checkpoints", "positive_int"]
+__all__ = [
+    "SGDConfig",
+    "check_checkpoints",
+    "check_run",
+    "geometric_checkpoints",
+    "positive_int",
+    "run_config",
+]
 
 Average = Literal["polyak", "tail", "last"]
 AVERAGES = ("polyak", "tail", "last")
@@ -102,3 +110,28 @@ def check_checkpoints(checkpoints, steps: int) -> np.ndarray:
             f"checkpoints must lie in [1, steps = {steps}], got {arr.min()}…{arr.max()}"
         )
     return np.unique(arr.astype(np.int64))
+
+
+def check_run(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> Scheme:
+    """Type-check the three inputs of a run (simulation, exact risk, bound); ``None`` scheme is
+    full precision. Returns the scheme."""
+    scheme = Scheme() if scheme is None else scheme
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a qlinreg.Problem, got {type(problem).__name__}")
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
+    if not isinstance(sgd, SGDConfig):
+        raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
+    return scheme
+
+
+def run_config(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> dict:
+    """The flat configuration columns every result table carries."""
+    return {
+        **problem.describe(),
+        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
+        "lr": sgd.lr,
+        "batch": sgd.batch,
+        "steps_total": sgd.steps,
+        "average": sgd.average,
+    }

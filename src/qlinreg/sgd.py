@@ -36,8 +36,10 @@ from qlinreg.algorithm import (
     Average,
     SGDConfig,
     check_checkpoints,
+    check_run,
     geometric_checkpoints,
     positive_int,
+    run_config,
 )
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise, NoQuant
@@ -504,13 +506,7 @@ def simulate(
         A :class:`SimResult`. Raises :class:`DivergenceError` (carrying the partial result) if a
         trial diverges; on ``KeyboardInterrupt`` returns what finished with ``interrupted=True``.
     """
-    scheme = Scheme() if scheme is None else scheme
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a qlinreg.Problem, got {type(problem).__name__}")
-    if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
-    if not isinstance(sgd, SGDConfig):
-        raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
+    scheme = check_run(problem, scheme, sgd)
     trials = positive_int("trials", trials)
     seed = positive_int("seed", seed, low=0)
     if dtype not in ("float32", "float64"):
@@ -530,12 +526,7 @@ def simulate(
 def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress):
     engine = _Engine(problem, scheme, sgd, dtype, literal, ckpts, sc)
     config = {
-        **problem.describe(),
-        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
-        "lr": sgd.lr,
-        "batch": sgd.batch,
-        "steps_total": sgd.steps,
-        "average": sgd.average,
+        **run_config(problem, scheme, sgd),
         "seed": seed,
         "dtype": dtype,
         "literal": literal,

@@ -47,6 +47,7 @@ def run_point(
     A diverging Monte Carlo run keeps the checkpoints before the divergence and says so in
     ``status``; rows without a Monte Carlo value have NaN in the ``risk_*`` columns.
     """
+    from qlinreg.algorithm import run_config
     from qlinreg.sgd import DivergenceError, geometric_checkpoints, simulate
     from qlinreg.theory.curves import theory_columns
 
@@ -70,12 +71,7 @@ def run_point(
     df["status"] = status
     df["scheme"] = scheme.describe()
     config = {
-        **problem.describe(),
-        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
-        "lr": sgd.lr,
-        "batch": sgd.batch,
-        "steps_total": sgd.steps,
-        "average": sgd.average,
+        **run_config(problem, scheme, sgd),
         "seed": seed,
     }
     for k, v in {**config, **tags}.items():

@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from qlinreg.algorithm import SGDConfig, check_checkpoints
+from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, run_config
 from qlinreg.problem import Problem, power_law_spectrum
 from qlinreg.quantize.idealized import Additive, Multiplicative, MultiplicativeElementwise, NoQuant
 from qlinreg.quantize.scheme import Scheme
@@ -150,13 +150,7 @@ def bound(
         sigma_G2, theorem, constants`` (= ``"unit"``), then the run's config.
     """
 
-    scheme = Scheme() if scheme is None else scheme
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a qlinreg.Problem, got {type(problem).__name__}")
-    if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
-    if not isinstance(sgd, SGDConfig):
-        raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
+    scheme = check_run(problem, scheme, sgd)
     if convention not in ("quantized", "clean"):
         raise ValueError(f"convention must be 'quantized' or 'clean', got {convention!r}")
     steps = check_checkpoints(checkpoints, sgd.steps)
@@ -180,13 +174,7 @@ def bound(
     df["theorem"] = theorem(scheme)
     df["constants"] = "unit"
     df["convention"] = convention
-    config = {
-        **problem.describe(),
-        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
-        "lr": sgd.lr,
-        "batch": sgd.batch,
-    }
-    for key, value in config.items():
+    for key, value in run_config(problem, scheme, sgd).items():
         df[key] = value
     return df
 

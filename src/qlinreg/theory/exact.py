@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from qlinreg.algorithm import SGDConfig, check_checkpoints
+from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, run_config
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import Additive, Multiplicative, MultiplicativeElementwise, NoQuant
 from qlinreg.quantize.scheme import Scheme
@@ -339,13 +339,7 @@ def exact_risk(
         grow geometrically; a ``RuntimeWarning`` says so.
     """
 
-    scheme = Scheme() if scheme is None else scheme
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a qlinreg.Problem, got {type(problem).__name__}")
-    if not isinstance(scheme, Scheme):
-        raise TypeError(f"scheme must be a qlinreg.Scheme, got {type(scheme).__name__}")
-    if not isinstance(sgd, SGDConfig):
-        raise TypeError(f"sgd must be a qlinreg.SGDConfig, got {type(sgd).__name__}")
+    scheme = check_run(problem, scheme, sgd)
     ckpts = check_checkpoints(checkpoints, sgd.steps)
     rec, dm = _recursion(problem, scheme, sgd)
     radius = _radius(rec)
@@ -391,12 +385,5 @@ def exact_risk(
     risk, risk_clean = {}, {}
     for avg, (mean, second) in moments.items():
         risk[avg], risk_clean[avg] = _risks(mean, second, problem, dm, ae)
-    config = {
-        **problem.describe(),
-        **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
-        "lr": sgd.lr,
-        "batch": sgd.batch,
-        "steps_total": sgd.steps,
-        "average": sgd.average,
-    }
+    config = run_config(problem, scheme, sgd)
     return ExactResult(ckpts, risk, risk_clean, sgd.average, radius, config)
