@@ -60,7 +60,7 @@ _BATCH = {
 
 @register(
     "batch_scaling",
-    "Activation + output-gradient quantization only (ε = 0.01), B ∈ {1, 4, 16, 64}: additive "
+    "Activation + output-gradient quantization only (ε = 0.01), B from 1 to 1024: additive "
     "(penalty ∝ 1/B), rank-one multiplicative (no shrink), elementwise multiplicative (shrinks).",
 )
 def batch_scaling(size: str):
