@@ -165,7 +165,9 @@ def run(
 
 @app.command()
 def reproduce(
-    quick: Annotated[bool, typer.Option(help="Small sizes (about a minute on 2 cores).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Small sizes, PNG figures only (under a minute on 2 cores).")
+    ] = False,
     only: Annotated[
         list[str] | None, typer.Option(help="Run only these experiments (repeatable).")
     ] = None,

@@ -127,7 +127,8 @@ def register(name: str, description: str):
 
 
 def run_recipe(name: str, out_dir: str | Path, *, size: str = "full") -> dict[str, list]:
-    """Run recipe ``name``; write ``OUT/NAME.parquet``, ``.csv`` and its figures.
+    """Run recipe ``name``; write ``OUT/NAME.parquet``, ``.csv`` and its figures (PNG, and SVG
+    except at ``size="quick"``).
 
     Returns ``{"tables": [...], "figures": [...], "claims": [Claim, ...]}``.
     """
@@ -148,5 +149,7 @@ def run_recipe(name: str, out_dir: str | Path, *, size: str = "full") -> dict[st
         "claims": claims,
     }
     for fig_name, fig in figures.items():
-        written["figures"] += save(fig, out / fig_name, formats=("png", "svg"))
+        # SVG (vector, for papers) costs ~1 s a figure: the full run writes it, --quick not.
+        formats = ("png",) if size == "quick" else ("png", "svg")
+        written["figures"] += save(fig, out / fig_name, formats=formats)
     return written

@@ -49,7 +49,12 @@ def _slope(x, y) -> float:
 # Exact risk at every B (its cost does not depend on B); Monte Carlo at the B in "mc".
 _BATCH = {
     "tiny": {"steps": 200, "batches": (1, 4, 16, 64), "mc": {4: 8}},
-    "quick": {"steps": 2_000, "batches": (1, 4, 16, 64, 256, 1024), "mc": {16: 32}},
+    "quick": {
+        "steps": 2_000,
+        "batches": (1, 4, 16, 64, 256, 1024),
+        "mc": {16: 16},
+        "mc_models": ("multiplicative",),
+    },
     "full": {
         "steps": 10_000,
         "batches": (1, 4, 16, 64, 256, 1024),
@@ -69,9 +74,10 @@ def batch_scaling(size: str):
     frames = []
     for B in sz["batches"]:
         sgd = SGDConfig(LR, sz["steps"], batch=B)
-        trials = sz["mc"].get(B, 0)
         frames.append(run_point(problem, Scheme(), sgd, B=B, model="none", role="none"))
         for name, cls in MODELS.items():
+            simulated = name in sz.get("mc_models", MODELS)
+            trials = sz["mc"].get(B, 0) if simulated else 0
             scheme = Scheme(activations=cls(EPS), grads=cls(EPS))
             frames.append(
                 run_point(
@@ -147,7 +153,7 @@ _ABLATION = {
     "quick": {
         "steps": 10_000,
         "batches": (1, 16, 256, 1024),
-        "mc": [("additive", "data"), ("multiplicative", "activations")],
+        "mc": [("multiplicative", "activations")],
         "trials": 16,
     },
     "full": {"steps": 10_000, "batches": (1, 16, 256, 1024), "mc": None, "trials": 100},
@@ -280,7 +286,13 @@ def target_ablation(size: str):
 
 _STEP = {
     "tiny": {"steps": 200, "grid": 4, "mc_lrs": (0.1, 1.2), "trials": 8},
-    "quick": {"steps": 2_000, "grid": 16, "mc_lrs": (0.1, 0.25, 1.2), "trials": 64},
+    "quick": {
+        "steps": 2_000,
+        "grid": 16,
+        "mc_lrs": (0.1, 0.25, 1.2),
+        "trials": 32,
+        "mc_schemes": ("additive ε=0.01",),
+    },
     "full": {
         "steps": 10_000,
         "grid": 40,
@@ -324,7 +336,7 @@ def step_size(size: str):
             rows.append({"scheme": label, "lr": lr, "gamma_max": gmax,
                          "exact_risk": ex.exact_risk[-1],
                          "exact_risk_clean": ex.exact_risk_clean[-1]})  # fmt: skip
-        for lr in sz["mc_lrs"]:
+        for lr in sz["mc_lrs"] if label in sz.get("mc_schemes", _STEP_SCHEMES) else ():
             sgd = SGDConfig(lr, sz["steps"])
             f = run_point(problem, scheme, sgd, trials=sz["trials"], seed=5,
                           checkpoints=np.array([sz["steps"]]), theory=lr < gmax)  # fmt: skip

@@ -25,7 +25,7 @@ EXACT = {"quantized": "exact_risk", "clean": "exact_risk_clean"}
 # steps N, Monte Carlo trials, and (Q2) the dimensions that also get a Monte Carlo run
 _SIZES = {
     "tiny": {"steps": 300, "trials": 16, "q2_mc": (50,)},
-    "quick": {"steps": 10_000, "trials": 32, "q2_mc": (400,)},
+    "quick": {"steps": 10_000, "trials": 16, "q2_mc": (100,)},
     "full": {"steps": 100_000, "trials": 100, "q2_mc": (50, 100, 200, 400)},
 }
 
