@@ -29,6 +29,7 @@ from qlinreg import prng
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import (
     Additive,
+    Idealized,
     Multiplicative,
     MultiplicativeElementwise,
     NoQuant,
@@ -50,7 +51,7 @@ __all__ = [
 
 def has_closed_form(q) -> bool:
     """Whether :func:`data_noise_diag` knows ``q`` (the idealized quantizers)."""
-    return isinstance(q, NoQuant | Additive | Multiplicative | MultiplicativeElementwise)
+    return isinstance(q, Idealized)
 
 
 def data_noise_diag(q, spectrum: np.ndarray) -> np.ndarray:
