@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 Average = Literal["polyak", "tail", "last"]
-AVERAGES = ("polyak", "tail", "last")
+AVERAGES = get_args(Average)
 
 
 def positive_int(name: str, value, *, low: int = 1) -> int:
