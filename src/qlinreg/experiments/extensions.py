@@ -63,6 +63,48 @@ _BATCH = {
 }
 
 
+def batch_penalties(fin: pd.DataFrame) -> dict[str, pd.Series]:
+    """Exact penalty per model, indexed by ascending B: its ``exact_risk`` minus that of the
+    full-precision rows (``model == "none"``) at the same B. ``fin``: one row per (model, B)."""
+    fp = fin[fin["model"] == "none"].set_index("B")["exact_risk"]
+    pens = {}
+    for name in MODELS:
+        g = fin[fin["model"] == name].set_index("B")["exact_risk"].sort_index()
+        pens[name] = g - fp.loc[g.index]
+    return pens
+
+
+def batch_claims(fin: pd.DataFrame, steps: int) -> list[Claim]:
+    """Batch-size verdicts from the exact penalty at N = ``steps`` (``fin``: one row per
+    (model, B) with ``exact_risk``, full precision as ``model == "none"``): the log-log slope of
+    the penalty over the two largest B is about −1 for additive and elementwise multiplicative
+    activation/gradient error, and above −0.3 (a floor) for rank-one multiplicative."""
+    claims = []
+    # Slope of log penalty vs log B over the two largest B: −1 means still ∝ 1/B, 0 a floor.
+    tail_slope, texts = {}, {}
+    for name, pen in batch_penalties(fin).items():
+        tail_slope[name] = _slope(pen.index[-2:], pen.to_numpy()[-2:])
+        text = ", ".join(f"B={b}: {p:.3g}" for b, p in pen.items())
+        texts[name] = (
+            f"exact penalty at N={steps}: {text}; log-log slope over the two largest B: "
+            f"{tail_slope[name]:.2f}; B={pen.index[-1]} / B=1: {pen.iloc[-1] / pen.iloc[0]:.2g}"
+        )
+    expect = {
+        "additive": ("Additive activation/gradient error is divided by B, like label noise "
+                     "(Corollary 4.1).", lambda s: -1.2 <= s <= -0.8, "slope in [−1.2, −0.8]"),
+        "multiplicative": ("Rank-one multiplicative activation/gradient error does not vanish "
+                           "with B: it couples with ‖w*‖²_H (Theorem 4.2).", lambda s: s > -0.3,
+                           "slope > −0.3 (a floor)"),
+        "multiplicative_elementwise": ("Elementwise multiplicative (real FP) activation/gradient "
+                                       "error is divided by B.", lambda s: -1.2 <= s <= -0.8,
+                                       "slope in [−1.2, −0.8]"),
+    }  # fmt: skip
+    for name, (claim, ok, crit) in expect.items():
+        held = bool(ok(tail_slope[name]))
+        claims.append(Claim("batch_scaling", claim, "quantized", texts[name], held, crit))
+    return claims
+
+
 @register(
     "batch_scaling",
     "Activation + output-gradient quantization only (ε = 0.01), B from 1 to 1024: additive "
@@ -93,40 +135,12 @@ def batch_scaling(size: str):
             )
     df = pd.concat(frames, ignore_index=True)
     fin = _final(df)
-    fp = fin[fin["model"] == "none"].set_index("B")["exact_risk"]
-    claims = []
-    # Slope of log penalty vs log B over the two largest B: −1 means still ∝ 1/B, 0 a floor.
-    tail_slope, texts = {}, {}
-    for name in MODELS:
-        g = fin[fin["model"] == name].set_index("B")["exact_risk"]
-        pen = g - fp.loc[g.index]
-        tail_slope[name] = _slope(pen.index[-2:], pen.to_numpy()[-2:])
-        text = ", ".join(f"B={b}: {p:.3g}" for b, p in pen.items())
-        texts[name] = (
-            f"exact penalty at N={sz['steps']}: {text}; log-log slope over the two largest B: "
-            f"{tail_slope[name]:.2f}; B={pen.index[-1]} / B=1: {pen.iloc[-1] / pen.iloc[0]:.2g}"
-        )
-    expect = {
-        "additive": ("Additive activation/gradient error is divided by B, like label noise "
-                     "(Corollary 4.1).", lambda s: -1.2 <= s <= -0.8, "slope in [−1.2, −0.8]"),
-        "multiplicative": ("Rank-one multiplicative activation/gradient error does not vanish "
-                           "with B: it couples with ‖w*‖²_H (Theorem 4.2).", lambda s: s > -0.3,
-                           "slope > −0.3 (a floor)"),
-        "multiplicative_elementwise": ("Elementwise multiplicative (real FP) activation/gradient "
-                                       "error is divided by B.", lambda s: -1.2 <= s <= -0.8,
-                                       "slope in [−1.2, −0.8]"),
-    }  # fmt: skip
-    for name, (claim, ok, crit) in expect.items():
-        held = bool(ok(tail_slope[name]))
-        claims.append(Claim("batch_scaling", claim, "quantized", texts[name], held, crit))
-    claims += agreement_claim("batch_scaling", df)
+    claims = batch_claims(fin, sz["steps"]) + agreement_claim("batch_scaling", df)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    pens = {}
-    for name in MODELS:
-        g = fin[fin["model"] == name].set_index("B")["exact_risk"]
-        pens[name] = g - fp.loc[g.index]
-        axes[0].plot(pens[name].index, pens[name], "o-", label=name)
+    pens = batch_penalties(fin)
+    for name, pen in pens.items():
+        axes[0].plot(pen.index, pen, "o-", label=name)
     b = pens["additive"].index.to_numpy()
     axes[0].plot(b, pens["additive"].iloc[0] / b, "k:", lw=1, label="∝ 1/B")
     axes[0].set(xscale="log", yscale="log", xlabel="batch size B",
@@ -160,47 +174,15 @@ _ABLATION = {
 }
 
 
-@register(
-    "target_ablation",
-    "Each role quantized alone (ε = 0.01), additive vs multiplicative, B ∈ {1, 16, 256, 1024}: "
-    "which roles amplify noise, which distort the spectrum.",
-)
-def target_ablation(size: str):
-    sz = _ABLATION[size]
-    problem = make_problem(DIM)
-    frames = []
-    for B in sz["batches"]:
-        sgd = SGDConfig(LR, sz["steps"], batch=B)
-        frames.append(run_point(problem, Scheme(), sgd, B=B, model="none", role="none"))
-        for name in ("additive", "multiplicative"):
-            for role in ROLES:
-                scheme = Scheme(**{role: MODELS[name](EPS)})
-                mc = B == 1 and (sz["mc"] is None or (name, role) in sz["mc"])
-                frames.append(
-                    run_point(
-                        problem,
-                        scheme,
-                        sgd,
-                        trials=sz["trials"] * mc,
-                        seed=4,
-                        B=B,
-                        model=name,
-                        role=role,
-                    )  # fmt: skip
-                )
-    df = pd.concat(frames, ignore_index=True)
-    # Exact penalty per role at N and at the checkpoint just below N/10.
-    n = int(df["step"].max())
-    n10 = int(df.loc[df["step"] <= n // 10, "step"].max())
-    ex = df[df["step"].isin([n, n10])]
-    fp = ex[ex["model"] == "none"].set_index(["B", "step"])["exact_risk"]
-    ex = ex[ex["model"] != "none"].drop_duplicates(["model", "role", "B", "step"])
-    base = fp.loc[list(zip(ex["B"], ex["step"], strict=True))].to_numpy()
-    pen = pd.Series(
-        ex["exact_risk"].to_numpy() - base,
-        index=pd.MultiIndex.from_frame(ex[["model", "role", "B", "step"]]),
-    )
-    b1, b2, b3, b4 = sz["batches"]
+def ablation_claims(
+    pen: pd.Series, batches: tuple[int, int, int, int], n: int, n10: int
+) -> list[Claim]:
+    """Role-ablation verdicts from the exact penalties ``pen`` (indexed by model, role, B,
+    step) at the four ``batches`` and the steps ``n`` (N) and ``n10`` (about N/10): additive
+    label/activation/gradient penalties fall like 1/B; additive parameter and rank-one
+    multiplicative activation/gradient penalties reach a floor in B; only the data penalty
+    persists as N grows."""
+    b1, b2, b3, b4 = batches
 
     def ratio(model, role, hi, lo):
         return pen[(model, role, hi, n)] / pen[(model, role, lo, n)]
@@ -259,7 +241,50 @@ def target_ablation(size: str):
         bool(data_persists and others_vanish),
         "data ratio > 0.8 for both models; every other role < 0.8",
     ))  # fmt: skip
-    claims += agreement_claim("target_ablation", df)
+    return claims
+
+
+@register(
+    "target_ablation",
+    "Each role quantized alone (ε = 0.01), additive vs multiplicative, B ∈ {1, 16, 256, 1024}: "
+    "which roles amplify noise, which distort the spectrum.",
+)
+def target_ablation(size: str):
+    sz = _ABLATION[size]
+    problem = make_problem(DIM)
+    frames = []
+    for B in sz["batches"]:
+        sgd = SGDConfig(LR, sz["steps"], batch=B)
+        frames.append(run_point(problem, Scheme(), sgd, B=B, model="none", role="none"))
+        for name in ("additive", "multiplicative"):
+            for role in ROLES:
+                scheme = Scheme(**{role: MODELS[name](EPS)})
+                mc = B == 1 and (sz["mc"] is None or (name, role) in sz["mc"])
+                frames.append(
+                    run_point(
+                        problem,
+                        scheme,
+                        sgd,
+                        trials=sz["trials"] * mc,
+                        seed=4,
+                        B=B,
+                        model=name,
+                        role=role,
+                    )  # fmt: skip
+                )
+    df = pd.concat(frames, ignore_index=True)
+    # Exact penalty per role at N and at the checkpoint just below N/10.
+    n = int(df["step"].max())
+    n10 = int(df.loc[df["step"] <= n // 10, "step"].max())
+    ex = df[df["step"].isin([n, n10])]
+    fp = ex[ex["model"] == "none"].set_index(["B", "step"])["exact_risk"]
+    ex = ex[ex["model"] != "none"].drop_duplicates(["model", "role", "B", "step"])
+    base = fp.loc[list(zip(ex["B"], ex["step"], strict=True))].to_numpy()
+    pen = pd.Series(
+        ex["exact_risk"].to_numpy() - base,
+        index=pd.MultiIndex.from_frame(ex[["model", "role", "B", "step"]]),
+    )
+    claims = ablation_claims(pen, sz["batches"], n, n10) + agreement_claim("target_ablation", df)
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, constrained_layout=True)
     x = np.arange(len(ROLES))
@@ -319,31 +344,12 @@ def gamma_max(problem, scheme, batch: int = 1, hi: float = 4.0) -> float:
     return lo
 
 
-@register(
-    "step_size",
-    "Risk vs step size γ at fixed N, full precision and quantized, up to the divergence edge "
-    "(exact stability limit vs the engine's divergence detection).",
-)
-def step_size(size: str):
-    sz = _STEP[size]
-    problem = make_problem(DIM)
-    rows, frames, claims = [], [], []
-    for label, scheme in _STEP_SCHEMES.items():
-        gmax = gamma_max(problem, scheme)
-        for lr in np.geomspace(0.01, 0.98 * gmax, sz["grid"]):
-            sgd = SGDConfig(float(lr), sz["steps"])
-            ex = exact_risk(problem, scheme, sgd, [sz["steps"]])
-            rows.append({"scheme": label, "lr": lr, "gamma_max": gmax,
-                         "exact_risk": ex.exact_risk[-1],
-                         "exact_risk_clean": ex.exact_risk_clean[-1]})  # fmt: skip
-        for lr in sz["mc_lrs"] if label in sz.get("mc_schemes", _STEP_SCHEMES) else ():
-            sgd = SGDConfig(lr, sz["steps"])
-            f = run_point(problem, scheme, sgd, trials=sz["trials"], seed=5,
-                          checkpoints=np.array([sz["steps"]]), theory=lr < gmax)  # fmt: skip
-            f["scheme"], f["lr"], f["gamma_max"] = label, lr, gmax
-            frames.append(f)
-    curve = pd.DataFrame(rows)
-    mc = pd.concat(frames, ignore_index=True)
+def step_size_claims(curve: pd.DataFrame, mc: pd.DataFrame) -> list[Claim]:
+    """Step-size verdicts: the Monte Carlo runs ``mc`` (``scheme``, ``lr``, ``status``,
+    ``gamma_max``) diverge where the exact recursion is unstable, every quantized scheme's
+    γ_max in ``curve`` (``scheme``, ``gamma_max``) is below full precision's, and Monte Carlo
+    agrees with the exact risk on the runs with γ ≤ γ_max/2 that did not diverge."""
+    claims = []
     gmax = curve.groupby("scheme")["gamma_max"].first()
     diverged = mc.groupby(["scheme", "lr"])["status"].first().str.startswith("diverged")
     # Just above γ_max the second moment grows slowly and may not reach the engine's
@@ -378,13 +384,42 @@ def step_size(size: str):
     # trials under-estimate its mean; validate on γ ≤ γ_max/2 and show the tail separately.
     at = mc[(mc["status"] == "ok") & (mc["lr"] <= 0.5 * mc["gamma_max"])]
     claims += agreement_claim("step_size", at, min_step=1)
+    return claims
+
+
+@register(
+    "step_size",
+    "Risk vs step size γ at fixed N, full precision and quantized, up to the divergence edge "
+    "(exact stability limit vs the engine's divergence detection).",
+)
+def step_size(size: str):
+    sz = _STEP[size]
+    problem = make_problem(DIM)
+    rows, frames = [], []
+    for label, scheme in _STEP_SCHEMES.items():
+        gmax = gamma_max(problem, scheme)
+        for lr in np.geomspace(0.01, 0.98 * gmax, sz["grid"]):
+            sgd = SGDConfig(float(lr), sz["steps"])
+            ex = exact_risk(problem, scheme, sgd, [sz["steps"]])
+            rows.append({"scheme": label, "lr": lr, "gamma_max": gmax,
+                         "exact_risk": ex.exact_risk[-1],
+                         "exact_risk_clean": ex.exact_risk_clean[-1]})  # fmt: skip
+        for lr in sz["mc_lrs"] if label in sz.get("mc_schemes", _STEP_SCHEMES) else ():
+            sgd = SGDConfig(lr, sz["steps"])
+            f = run_point(problem, scheme, sgd, trials=sz["trials"], seed=5,
+                          checkpoints=np.array([sz["steps"]]), theory=lr < gmax)  # fmt: skip
+            f["scheme"], f["lr"], f["gamma_max"] = label, lr, gmax
+            frames.append(f)
+    curve = pd.DataFrame(rows)
+    mc = pd.concat(frames, ignore_index=True)
+    claims = step_size_claims(curve, mc)
     table = pd.concat([curve.assign(kind="exact"), mc.assign(kind="monte_carlo")],
                       ignore_index=True)  # fmt: skip
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
     for label, g in curve.groupby("scheme", sort=False):
         (line,) = ax.plot(g["lr"], g["exact_risk"], label=f"{label} (exact)")
-        ax.axvline(gmax[label], color=line.get_color(), ls=":", lw=1)
+        ax.axvline(g["gamma_max"].iloc[0], color=line.get_color(), ls=":", lw=1)
         m = mc[(mc["scheme"] == label) & (mc["status"] == "ok")]
         ax.errorbar(m["lr"], m["risk_mean"], yerr=m["risk_se"], fmt="o", color=line.get_color(),
                     ms=4)  # fmt: skip

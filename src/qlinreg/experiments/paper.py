@@ -70,19 +70,14 @@ def _fmt(pen: pd.DataFrame, by: str) -> str:
     return ", ".join(f"{by}={getattr(r, by):g}: {r.penalty:.3g}" for r in pen.itertuples())
 
 
-@register(
-    "paper_q1", "Q1: risk vs N, d = 200, ε ∈ {0, 1e-3, 5e-3, 1e-2}, additive vs multiplicative"
-)
-def paper_q1(size: str):
-    sz = _SIZES[size]
-    df = pd.concat(
-        [
-            _point(200, m, eps, sz, mc=True, seed=1)
-            for m in MODELS
-            for eps in (0.0, 1e-3, 5e-3, 1e-2)
-        ],
-        ignore_index=True,
-    )
+def q1_claims(df: pd.DataFrame) -> list[Claim]:
+    """Q1's verdicts from the exact risk at the last step, in both conventions: the
+    multiplicative penalty at the largest ε is under ¼ of the additive one, and the additive
+    penalty is positive and increasing in ε.
+
+    ``df`` needs ``step``, ``model``, ``eps``, ``d`` and the exact-risk columns; the rows with
+    ``eps == 0`` are the full-precision reference.
+    """
     n = int(df["step"].max())
     claims = []
     for conv in EXACT:
@@ -113,21 +108,17 @@ def paper_q1(size: str):
                 "additive penalty > 0 and increasing over ε ∈ {1e-3, 5e-3, 1e-2}",
             )
         )
-    claims += agreement_claim("paper_q1", df)
-    return df, {"paper_q1": _panels(df, "eps", "Q1, d = 200")}, claims
+    return claims
 
 
-@register(
-    "paper_q2", "Q2: risk vs N, ε = 0.01, d ∈ {50, 100, 200, 400}, additive vs multiplicative"
-)
-def paper_q2(size: str):
-    sz = _SIZES[size]
-    dims = (50, 100, 200, 400)
-    df = pd.concat(
-        [_point(d, m, 0.01, sz, mc=d in sz["q2_mc"], seed=2) for m in MODELS for d in dims]
-        + [_point(d, "additive", 0.0, sz, mc=False, seed=2) for d in dims],
-        ignore_index=True,
-    )
+def q2_claims(df: pd.DataFrame) -> list[Claim]:
+    """Q2's verdicts from the exact risk at the last step, in both conventions: the additive
+    penalty increases with d, and the multiplicative one at the largest d is under 1.1 times
+    that at the smallest.
+
+    ``df`` needs ``step``, ``model``, ``eps``, ``d`` and the exact-risk columns; the rows with
+    ``eps == 0`` are the full-precision reference at each d.
+    """
     n = int(df["step"].max())
     claims = []
     for conv in EXACT:
@@ -156,6 +147,37 @@ def paper_q2(size: str):
                 "multiplicative penalty at d = 400 within 10 % of that at d = 50",
             )
         )
-    claims += agreement_claim("paper_q2", df)
+    return claims
+
+
+@register(
+    "paper_q1", "Q1: risk vs N, d = 200, ε ∈ {0, 1e-3, 5e-3, 1e-2}, additive vs multiplicative"
+)
+def paper_q1(size: str):
+    sz = _SIZES[size]
+    df = pd.concat(
+        [
+            _point(200, m, eps, sz, mc=True, seed=1)
+            for m in MODELS
+            for eps in (0.0, 1e-3, 5e-3, 1e-2)
+        ],
+        ignore_index=True,
+    )
+    claims = q1_claims(df) + agreement_claim("paper_q1", df)
+    return df, {"paper_q1": _panels(df, "eps", "Q1, d = 200")}, claims
+
+
+@register(
+    "paper_q2", "Q2: risk vs N, ε = 0.01, d ∈ {50, 100, 200, 400}, additive vs multiplicative"
+)
+def paper_q2(size: str):
+    sz = _SIZES[size]
+    dims = (50, 100, 200, 400)
+    df = pd.concat(
+        [_point(d, m, 0.01, sz, mc=d in sz["q2_mc"], seed=2) for m in MODELS for d in dims]
+        + [_point(d, "additive", 0.0, sz, mc=False, seed=2) for d in dims],
+        ignore_index=True,
+    )
+    claims = q2_claims(df) + agreement_claim("paper_q2", df)
     quantized = df[df["eps"] > 0]
     return df, {"paper_q2": _panels(quantized, "d", "Q2, ε = 0.01")}, claims
