@@ -42,7 +42,12 @@ def np_sgd(
 
     ``quant`` maps role → (kind, ε); missing roles are unquantized. The quantized-input risk is
     evaluated by the same closed form as the engine's (SPEC §4, ``δ`` from the data quantizer).
+    ``average`` at checkpoint ``n`` (``docs/engine.md``): ``polyak`` ``(1/n) Σ_{t=0}^{n-1} w_t``,
+    ``tail`` the mean of ``w_s … w_{n-1}`` with ``s = ⌊n/2⌋`` (from the stored iterates),
+    ``last`` ``w_n``.
     """
+    if average not in ("polyak", "tail", "last"):
+        raise ValueError(f"average must be 'polyak', 'tail' or 'last', got {average!r}")
     rng = np.random.default_rng(seed)
     lam = np.asarray(spectrum, dtype)
     ws = np.asarray(w_star, dtype)
@@ -55,6 +60,7 @@ def np_sgd(
     delta = {"none": 0 * lam, "additive": de + 0 * lam}.get(dk, de * lam)
     w = np.zeros((trials, d), dtype)
     S = np.zeros_like(w)
+    history = [w] if average == "tail" else None  # w_0, w_1, …: history[t] is w_t
     ck = set(int(c) for c in checkpoints)
     out_c, out_q = [], []
     for t in range(1, steps + 1):
@@ -67,8 +73,15 @@ def np_sgd(
         g = np_quantize(rng, *q["grads"], yq - a)
         S += w
         w = w + (lr / batch) * np.einsum("tb,tbd->td", g, Xq)
+        if history is not None:
+            history.append(w)
         if t in ck:
-            it = S / t if average == "polyak" else w
+            if average == "polyak":
+                it = S / t
+            elif average == "tail":
+                it = np.mean(history[t // 2 : t], axis=0)
+            else:
+                it = w
             v = it - ws
             clean = 0.5 * np.sum(lam * v * v, axis=1)
             out_c.append(clean)

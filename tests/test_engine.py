@@ -59,6 +59,46 @@ def test_engine_matches_numpy_reference(name, quant, batch):
     assert np.all(_agree(s["risk_mean"], s["risk_se"], qrisk.mean(1), se(qrisk)))
 
 
+def _summary(a):
+    """Mean and standard error over trials of a ``(K, trials)`` array of risks."""
+    return a.mean(axis=1), a.std(axis=1, ddof=1) / np.sqrt(a.shape[1])
+
+
+# Odd checkpoints test the tail start s = ⌊n/2⌋ (rounded down: w_3 … w_6 at n = 7).
+AVERAGE_CKPTS = np.array([7, 51, 200])
+AVERAGE_CASES = [
+    ("tail", "all-multiplicative"),
+    ("tail", "mixed-B2"),
+    ("last", "all-additive-B4"),
+    ("last", "mixed-B2"),
+]
+
+
+@pytest.mark.parametrize(
+    ("average", "name"), AVERAGE_CASES, ids=[f"{a}-{n}" for a, n in AVERAGE_CASES]
+)
+def test_tail_and_last_iterate_match_numpy_reference(average, name):
+    quant, batch = next((q, b) for n, q, b in CONFIGS if n == name)
+    sgd = ql.SGDConfig(lr=0.2, steps=N, batch=batch, average=average)
+    res = ql.simulate(
+        PROBLEM, _scheme(quant), sgd, trials=TRIALS, seed=7, checkpoints=AVERAGE_CKPTS
+    )
+    s = res.summary()
+
+    def ref(avg):
+        args = (PROBLEM.spectrum, PROBLEM.w_star, PROBLEM.noise, 0.2, N, batch, TRIALS, quant)
+        return np_sgd(*args, AVERAGE_CKPTS, seed=8, average=avg)
+
+    clean, qrisk = ref(average)
+    assert np.all(_agree(s["risk_clean_mean"], s["risk_clean_se"], *_summary(clean)))
+    assert np.all(_agree(s["risk_mean"], s["risk_se"], *_summary(qrisk)))
+    # The comparison has the power to tell the averages apart: the reference's other two
+    # averages are rejected at some checkpoint.
+    for other in {"polyak", "tail", "last"} - {average}:
+        o_clean, _ = ref(other)
+        assert not np.all(_agree(s["risk_clean_mean"], s["risk_clean_se"], *_summary(o_clean)))
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_shortcuts_agree_with_literal_path(batch):
     scheme = (
@@ -128,9 +168,9 @@ def test_averages_and_float64():
         for avg in ("polyak", "tail", "last")
     }
     # w_0 = 0: the Polyak average at n = 1 is w_0; the tail average at n = 1 (start 0) too.
-    r0 = PROBLEM.excess_risk(np.zeros(D))
-    assert np.allclose(res["polyak"].risk_clean[0], r0)
-    assert np.allclose(res["tail"].risk_clean[0], r0)
+    r0 = PROBLEM.excess_risk(np.zeros(D))  # float64 on both sides: equal to rounding
+    np.testing.assert_allclose(res["polyak"].risk_clean[0], r0, rtol=1e-12)
+    np.testing.assert_allclose(res["tail"].risk_clean[0], r0, rtol=1e-12)
     # Tail at n = 2 averages w_1 only, which is the last iterate at n = 1.
     np.testing.assert_allclose(res["tail"].risk_clean[1], res["last"].risk_clean[0], rtol=1e-12)
     assert res["polyak"].config["dtype"] == "float64"
@@ -140,9 +180,12 @@ def test_averages_and_float64():
 def test_divergence_is_detected_and_reported():
     sgd = ql.SGDConfig(lr=3.0, steps=500)
     with pytest.raises(ql.DivergenceError) as info:
-        ql.simulate(PROBLEM, None, sgd, trials=5, seed=0)
+        ql.simulate(PROBLEM, Scheme(data=Additive(0.1)), sgd, trials=5, seed=0)
     err = info.value
     assert err.divergence.step > 1
+    # Additive data noise: H^(q) = H + εI (SPEC §4), so tr H^(q) = tr H + d·ε.
+    assert err.divergence.lr == 3.0
+    np.testing.assert_allclose(err.divergence.trace_H_q, PROBLEM.spectrum.sum() + D * 0.1)
     assert "γ = 3" in str(err) and "tr(H^(q))" in str(err)
     partial = err.result
     assert np.all(partial.steps < err.divergence.step)
