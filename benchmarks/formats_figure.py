@@ -27,10 +27,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from qlinreg import Scheme, SGDConfig, exact_risk, make_problem, parse_quantizer, simulate
-from qlinreg.experiments.formats import LR, error_variance, features, rowwise, surrogate
+from qlinreg import Scheme, SGDConfig, exact_risk, make_problem, parse_quantizer, prng, simulate
+from qlinreg.experiments.formats import LR
 from qlinreg.plot import plot_risk, save
 from qlinreg.quantize import measure_epsilon
+from qlinreg.quantize.measure import error_variance, rowwise
+from qlinreg.theory import surrogate
 
 FORMATS = ("int8", "fp8_e4m3", "fp8_e5m2", "mxfp8_e4m3")
 DIMS = (200, 2000)
@@ -49,7 +51,7 @@ def run(dim: int, trials: int) -> pd.DataFrame:
     run, and the exact risk of its surrogate, of the other same-energy model and of full
     precision."""
     problem, sgd = make_problem(dim), SGDConfig(LR, STEPS)
-    X = features(dim, ROWS, seed=31)
+    X = problem.features(prng.key(31), ROWS)
     fp = simulate(problem, None, sgd, trials=trials, seed=SEED)
     steps = fp.steps
     full = exact_risk(problem, None, sgd, steps)

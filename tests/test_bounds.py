@@ -151,9 +151,10 @@ def test_bound_orders_exact_risk_on_paper_settings():
     for eps in (0.0, 1e-3, 1e-2):
         for kind in (Additive, Multiplicative):
             scheme = Scheme.all(kind(eps))
-            ratio = bound(problem, scheme, sgd, [10_000])["bound"].iloc[0] / exact_risk(
-                problem, scheme, sgd, [10_000]
-            ).exact_risk[0]
+            ratio = (
+                bound(problem, scheme, sgd, [10_000])["bound"].iloc[0]
+                / exact_risk(problem, scheme, sgd, [10_000]).exact_risk[0]
+            )
             assert 0.1 < ratio < 10, (kind, eps, ratio)
 
 

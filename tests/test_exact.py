@@ -117,8 +117,12 @@ def one_step_schemes(count, seed=0):
         (Scheme(data=Additive(0.8, "uniform")), 3),
         (Scheme(data=Multiplicative(0.5, "uniform"), labels=Multiplicative(0.8)), 1),
         (Scheme(data=MultiplicativeElementwise(0.8), labels=Additive(0.8)), 1),
-        (Scheme(params=Additive(0.8), activations=Multiplicative(0.8), grads=Multiplicative(0.5)),
-         3),
+        (
+            Scheme(
+                params=Additive(0.8), activations=Multiplicative(0.8), grads=Multiplicative(0.5)
+            ),
+            3,
+        ),
     ]
     rng = np.random.default_rng(seed)
     kinds = (None, *KINDS)
@@ -271,8 +275,10 @@ def test_large_batch_approaches_gradient_descent():
         np.testing.assert_allclose(ex.exact_risk_clean[0], gd[avg][1], rtol=1e-6)
     shared = dataclasses.replace(averaging, activations=Multiplicative(0.1))
     gap = [
-        exact_risk(problem, shared, ql.SGDConfig(lr=0.3, steps=steps, batch=b), [steps])
-        .exact_risk[0] - gd["polyak"][0]
+        exact_risk(problem, shared, ql.SGDConfig(lr=0.3, steps=steps, batch=b), [steps]).exact_risk[
+            0
+        ]
+        - gd["polyak"][0]
         for b in (10**6, 10**9)
     ]
     assert gap[1] > 1e-3 * gd["polyak"][0]
@@ -297,9 +303,7 @@ def test_noise_law_enters_only_through_the_data_fourth_moment():
     sgd = ql.SGDConfig(lr=0.1, steps=2000, batch=2)
     for kind in KINDS:
         gauss = exact_risk(problem, Scheme.all(kind(0.3)), sgd).exact_risk
-        others = dataclasses.replace(
-            Scheme.all(kind(0.3, "uniform")), data=kind(0.3, "gaussian")
-        )
+        others = dataclasses.replace(Scheme.all(kind(0.3, "uniform")), data=kind(0.3, "gaussian"))
         np.testing.assert_allclose(exact_risk(problem, others, sgd).exact_risk, gauss, rtol=1e-13)
         uniform = exact_risk(problem, Scheme.all(kind(0.3, "uniform")), sgd).exact_risk
         assert np.all(uniform[-5:] < gauss[-5:])  # lighter tails, smaller feature kurtosis

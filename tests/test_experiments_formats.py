@@ -7,36 +7,39 @@ import numpy as np
 import pytest
 
 from qlinreg import prng
-from qlinreg.experiments.formats import (
-    _crossover,
-    error_variance,
-    features,
-    floors,
-    rowwise,
-    rule_dim,
-    surrogate,
-)
+from qlinreg.experiments.formats import _crossover, rule_dim
 from qlinreg.problem import make_problem
 from qlinreg.quantize import Additive, MultiplicativeElementwise, parse_quantizer
+from qlinreg.quantize.measure import error_variance, rowwise
 from qlinreg.theory import (
     H_q,
-    approx_err,
-    approx_err_clean,
+    approx_err_floors,
+    data_noise_diag,
     estimate_H_q,
     fp_beats_int,
     fp_int_threshold,
+    quantized_input_risk,
+    surrogate,
+    w_star_q,
 )
 
 
+def features(dim: int, rows: int, seed: int):
+    return make_problem(dim).features(prng.key(seed), rows)
+
+
 @pytest.mark.parametrize("q", [Additive(0.003), MultiplicativeElementwise(0.02)])
-def test_floors_match_closed_form_approx_err(q):
+def test_floors_are_the_risk_of_the_best_quantized_predictor(q):
+    # Independent route: R_q and the clean risk of w*^(q) = (H^(q))⁻¹ H w*, evaluated directly.
     big = make_problem(50)
     delta = H_q(big, q) - big.spectrum
-    quantized, clean = floors(big.spectrum, big.w_star, delta)
+    quantized, clean = approx_err_floors(big.spectrum, big.w_star, delta)
     for d in (1, 7, 50):
-        problem = make_problem(d)
-        assert quantized[d - 1] == pytest.approx(approx_err(problem, q), rel=1e-12)
-        assert clean[d - 1] == pytest.approx(approx_err_clean(problem, q), rel=1e-12)
+        p = make_problem(d)
+        u = w_star_q(p, q)
+        r_q = quantized_input_risk(u, p.spectrum, p.w_star, data_noise_diag(q, p.spectrum))
+        assert quantized[d - 1] == pytest.approx(float(r_q), rel=1e-12)
+        assert clean[d - 1] == pytest.approx(float(p.excess_risk(u)), rel=1e-12)
 
 
 def test_rule_dim_is_the_least_d_of_the_bounds_rule():

@@ -1,22 +1,70 @@
-"""Command line (``qlinreg run | reproduce | sweep``). Thin: parse, validate, call the library."""
+"""Command line: ``qlinreg run | reproduce | sweep | spectrum | formats``.
+
+Thin: parse, hand the values to the library (which validates them), print. Every user mistake
+— a bad option, a bad value, a bad file — is one line ``error: …`` on stderr with exit
+status 2, before any work and with nothing written. Exit status 3: a run diverged (its
+finished checkpoints are written); 130: interrupted (Ctrl-C or SIGTERM; what finished is
+written).
+"""
 
 from __future__ import annotations
 
 import sys
+import warnings
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
+from typer.core import TyperGroup
+
+from qlinreg.experiments import ORDER
+
+Spectrum = Literal["power_law", "exponential"]
+WStar = Literal["ones", "power_law", "gaussian"]
+Average = Literal["polyak", "tail", "last"]
+DType = Literal["float32", "float64"]
+Executor = Literal["local", "dask"]
+Rounding = Literal["stochastic", "nearest_even", "nearest_away", "toward_zero"]
+Recipe = Enum("Recipe", {name: name for name in ORDER}, type=str)
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors as one line ``error: COMMAND: message`` (exit 2), no usage block or box."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+            else:
+                where = getattr(getattr(exc, "ctx", None), "command_path", "qlinreg")
+                typer.echo(f"error: {where}: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     help="Learning under quantization in high-dimensional linear regression.",
     pretty_exceptions_enable=False,
 )
 
-# Keys a TOML config may hold besides the RunConfig fields.
-_CLI_KEYS = ("out", "exact", "bound")
+QUANT_HELP = (
+    "ROLE=QUANTIZER, repeatable, each role once (all= first, then overrides). Roles: data "
+    "labels params activations grads all. Idealized: none, additive:EPS, multiplicative:EPS, "
+    "multiplicative_elementwise:EPS (append :uniform for uniform instead of Gaussian noise). "
+    "Formats: FORMAT[:ROUNDING][:OPTION]... with int2…int16, fp32 bf16 fp16 fp8_e4m3 fp8_e5m2 "
+    "fp6_e3m2 fp6_e2m3 fp4_e2m1, mxfp8_e4m3 mxfp8_e5m2 mxfp6_e3m2 mxfp6_e2m3 mxfp4 mxint8 "
+    "(docs/formats.md)."
+)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -24,12 +72,26 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _checked(fn, *args, **kwargs):
+    """``fn(...)``, turning the library's validation errors into one-line CLI errors."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError, ConnectionError) as exc:
+        _fail(str(exc))
+
+
+def _show_warnings(notes) -> None:
+    for note in notes:
+        typer.echo(f"warning: {note}", err=True)
+
+
 def _print_table(df, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     cols = ["step", "risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
-    cols += [c for c in ("exact_risk", "exact_risk_clean", "bound", "bound_clean") if c in df]
+    cols += ["exact_risk", "exact_risk_clean", "bound", "bound_clean"]
+    cols = [c for c in cols if c in df and df[c].notna().any()]
     table = Table(title=title, title_justify="left")
     for c in cols:
         table.add_column(c, justify="right")
@@ -40,16 +102,7 @@ def _print_table(df, title: str) -> None:
     )
     for _, r in rows.iterrows():
         table.add_row(*(f"{int(r[c])}" if c == "step" else f"{r[c]:.4g}" for c in cols))
-    Console().print(table)
-
-
-def _write(df, out: Path, title: str) -> None:
-    from qlinreg.plot import plot_risk, save
-
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out / "risk.parquet", index=False)
-    df.to_csv(out / "risk.csv", index=False)
-    save(plot_risk(df, title=title), out / "risk.png")
+    Console(stderr=False).print(table)
 
 
 @app.command()
@@ -60,23 +113,25 @@ def run(
     ] = None,
     dim: Annotated[int | None, typer.Option(help="Dimension d.")] = None,
     spectrum: Annotated[
-        str | None, typer.Option(help="power_law (λ_i = i^-decay) or exponential.")
+        Spectrum | None, typer.Option(help="λ_i = i^-decay, or exp(-decay·(i−1)).")
     ] = None,
     decay: Annotated[
         float | None, typer.Option(help="Spectrum exponent a (or exponential rate).")
     ] = None,
     w_star: Annotated[
-        str | None, typer.Option("--w-star", help="ones, power_law (i^-source) or gaussian.")
+        WStar | None, typer.Option("--w-star", help="w* = 1, i^-source, or N(0, I) from seed.")
     ] = None,
     source: Annotated[float | None, typer.Option(help="Exponent b of a power-law w*.")] = None,
     noise: Annotated[float | None, typer.Option(help="Label-noise variance σ².")] = None,
     batch: Annotated[int | None, typer.Option(help="Batch size B.")] = None,
     lr: Annotated[float | None, typer.Option(help="Step size γ.")] = None,
     steps: Annotated[int | None, typer.Option(help="Number of SGD steps N.")] = None,
-    average: Annotated[str | None, typer.Option(help="polyak, tail or last.")] = None,
-    trials: Annotated[int | None, typer.Option(help="Independent Monte Carlo runs.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Root seed.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or float64.")] = None,
+    average: Annotated[Average | None, typer.Option(help="Iterate reported.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Independent Monte Carlo runs (0: theory only).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Root seed, in [0, 2^64).")] = None,
+    dtype: Annotated[DType | None, typer.Option(help="Precision of the simulation.")] = None,
     literal: Annotated[
         bool | None,
         typer.Option(
@@ -84,14 +139,7 @@ def run(
             help="Follow the update verbatim (no exact-in-distribution shortcuts).",
         ),
     ] = None,
-    quant: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--quant",
-            "-q",
-            help="ROLE=KIND:EPS, repeatable; roles data labels params activations grads all.",
-        ),
-    ] = None,
+    quant: Annotated[list[str] | None, typer.Option("--quant", "-q", help=QUANT_HELP)] = None,
     storage: Annotated[
         str | None,
         typer.Option(
@@ -104,63 +152,45 @@ def run(
         typer.Option("--exact", help="Add the exact expected risk (idealized quantizers)."),
     ] = None,
     bound: Annotated[
-        bool | None, typer.Option("--bound", help="Add the paper's bound (unit constants).")
+        bool | None,
+        typer.Option("--bound", help="Add the paper's bound (unit constants; Polyak average)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png."""
-    from qlinreg.config import RunConfig, load_toml
-    from qlinreg.sgd import DivergenceError, simulate
+    """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png.
+
+    The tables are rewritten as checkpoints complete, with status = interrupted and the step
+    reached until the run ends (ok), diverges (exit 3) or is interrupted (exit 130).
+    """
+    from qlinreg.config import run_options
+    from qlinreg.files import prepare_dir
+    from qlinreg.pipeline import QuantizationWarning
+    from qlinreg.pipeline import run as run_pipeline
 
     given = {
         "dim": dim, "spectrum": spectrum, "decay": decay, "w_star": w_star, "source": source,
         "noise": noise, "batch": batch, "lr": lr, "steps": steps, "average": average,
         "trials": trials, "seed": seed, "dtype": dtype, "literal": literal,
-        "quant": quant or None, "storage": storage,
+        "quant": quant or None, "storage": storage, "exact": exact, "bound": bound,
+        "out": None if out is None else str(out),
     }  # fmt: skip
-    try:
-        values = load_toml(config) if config is not None else {}
-        cli_only = {k: values.pop(k) for k in _CLI_KEYS if k in values}
-        values.update({k: v for k, v in given.items() if v is not None})
-        cfg = RunConfig.from_dict(values, source="config" if config else "option")
-    except (ValueError, TypeError) as exc:
-        _fail(str(exc))
-    out_dir = Path(out or cli_only.get("out") or "results/run")
-    exact = bool(exact if exact is not None else cli_only.get("exact", False))
-    bound = bool(bound if bound is not None else cli_only.get("bound", False))
-    scheme = cfg.scheme()
-    theory = None
-    if exact or bound:
-        from qlinreg.theory.curves import theory_columns
-
-        try:
-            theory = theory_columns(
-                cfg.problem(), scheme, cfg.sgd(), cfg.checkpoints(), exact=exact, bound=bound
-            )
-        except (ValueError, TypeError) as exc:
-            _fail(str(exc))
-    title = f"d={cfg.dim}, B={cfg.batch}, γ={cfg.lr:g}, {scheme.describe()}"
-    code = 0
-    try:
-        result = simulate(
-            cfg.problem(), scheme, cfg.sgd(), progress=progress and sys.stderr.isatty(),
-            **cfg.simulate_kwargs(),
-        )  # fmt: skip
-    except DivergenceError as exc:
-        result, code = exc.result, 3
-        typer.echo(f"error: {exc}", err=True)
-    if result.interrupted:
-        typer.echo("interrupted: writing the checkpoints that finished", err=True)
-        code = 130
-    df = result.to_frame()
-    if theory is not None:
-        df = df.merge(theory, on="step", how="left")
-    if len(df):
-        _write(df, out_dir, title)
-        _print_table(df, title)
-        typer.echo(f"wrote {out_dir}/risk.parquet, risk.csv, risk.png")
-    raise typer.Exit(code)
+    cfg, out_dir = _checked(run_options, config, given)
+    spec = _checked(cfg.spec)
+    _checked(prepare_dir, out_dir, "out")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QuantizationWarning)  # printed below, once
+        result = run_pipeline(spec, out=out_dir, progress=progress and sys.stderr.isatty())
+    _show_warnings(result.warnings)
+    if result.status == "diverged":
+        typer.echo(f"error: {result.message}", err=True)
+    elif result.status == "interrupted":
+        typer.echo(f"interrupted at step {result.reached} of {cfg.steps}: kept the "
+                   "checkpoints that finished (status = interrupted)", err=True)  # fmt: skip
+    if len(result.frame):
+        _print_table(result.frame, spec.title)
+    typer.echo(f"wrote {', '.join(str(p) for p in result.written)}")
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()
@@ -169,22 +199,25 @@ def reproduce(
         bool, typer.Option(help="Small sizes, PNG figures only (under a minute on 2 cores).")
     ] = False,
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only these experiments (repeatable).")
+        list[Recipe] | None, typer.Option(help="Run only these experiments (repeatable).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results"),
 ) -> None:
     """Run the paper's experiments into OUT: tables, PNG/SVG figures and OUT/index.html."""
     from qlinreg.experiments import RECIPES, run_recipe
+    from qlinreg.files import prepare_dir
     from qlinreg.report import claims_frame, write_report
 
-    names = list(only) if only else list(RECIPES)
-    unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        _fail(f"unknown experiment(s) {', '.join(unknown)}; allowed: {', '.join(RECIPES)}")
-    claims, sections = [], []
+    names = [r.value for r in only] if only else list(RECIPES)
+    _checked(prepare_dir, out, "out")
+    claims, sections, stopped = [], [], None
     for name in names:
         typer.echo(f"{name}: {RECIPES[name].description}")
-        written = run_recipe(name, out, size="quick" if quick else "full")
+        try:
+            written = run_recipe(name, out, size="quick" if quick else "full")
+        except KeyboardInterrupt:
+            stopped = name
+            break
         for p in written["tables"] + written["figures"]:
             typer.echo(f"  wrote {p}")
         for c in written["claims"]:
@@ -193,8 +226,16 @@ def reproduce(
         sections.append((name, RECIPES[name].description, written["figures"]))
     claims_frame(claims).to_csv(out / "claims.csv", index=False)
     size = "quick sizes (--quick)" if quick else "full sizes"
-    report = write_report(out, claims, sections, note=f"Generated by qlinreg reproduce, {size}.")
+    note = f"Generated by qlinreg reproduce, {size}."
+    if stopped:
+        done = ", ".join(n for n, *_ in sections) or "none"
+        note += f" Interrupted during {stopped}: only these recipes finished: {done}."
+    report = write_report(out, claims, sections, note=note)
     typer.echo(f"wrote {out / 'claims.csv'} and {report}")
+    if stopped:
+        typer.echo(f"interrupted during {stopped}: the report holds the recipes that finished",
+                   err=True)  # fmt: skip
+        raise typer.Exit(130)
 
 
 @app.command()
@@ -204,35 +245,35 @@ def spectrum(
         typer.Option("--quant", "-q", help="Data quantizer(s) KIND[:ARGS], repeatable."),
     ] = None,
     dim: Annotated[int, typer.Option(help="Dimension d.")] = 200,
-    spectrum: Annotated[str, typer.Option(help="power_law or exponential.")] = "power_law",
+    spectrum: Annotated[Spectrum, typer.Option(help="Spectrum of H.")] = "power_law",
     decay: Annotated[float, typer.Option(help="Spectrum exponent a (or rate).")] = 2.0,
     samples: Annotated[int, typer.Option(help="Quantized samples for the estimate.")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the samples, in [0, 2^64).")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/spectrum"),
 ) -> None:
     """Spectrum of H against that of H^(q) (closed form and estimated from quantized samples)."""
     import pandas as pd
 
+    from qlinreg import prng
+    from qlinreg.algorithm import positive_int
+    from qlinreg.files import prepare_dir
     from qlinreg.plot import plot_spectrum, save
     from qlinreg.problem import make_problem
     from qlinreg.quantize import parse_quantizer
     from qlinreg.theory import quantized_spectrum
 
     specs = quant or ["additive:0.001", "multiplicative:0.01", "int8", "fp8_e4m3"]
-    try:
-        problem = make_problem(dim, spectrum=spectrum, decay=decay)
-        qs = [parse_quantizer(s) for s in specs]
-        if samples < 1:
-            raise ValueError(f"samples must be an integer ≥ 1, got {samples}")
-    except (ValueError, TypeError) as exc:
-        _fail(str(exc))
+    problem = _checked(make_problem, dim, spectrum=spectrum, decay=decay)
+    qs = [_checked(parse_quantizer, s) for s in specs]
+    _checked(positive_int, "samples", samples, low=2)
+    _checked(prng.key, seed)
+    _checked(prepare_dir, out, "out")
     frames = []
     for spec, q in zip(specs, qs, strict=True):
         df = quantized_spectrum(problem, q, samples=samples, seed=seed)
         df["quantizer"] = spec
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
-    out.mkdir(parents=True, exist_ok=True)
     df.to_parquet(out / "spectrum.parquet", index=False)
     df.to_csv(out / "spectrum.csv", index=False)
     save(plot_spectrum(df, title=f"d={dim}, {spectrum} decay {decay:g}"), out / "spectrum.png")
@@ -241,8 +282,12 @@ def spectrum(
 
 @app.command()
 def formats(
-    role: Annotated[str, typer.Option(help="data (features) or labels.")] = "data",
-    rounding: Annotated[str, typer.Option(help="Rounding mode of every format.")] = "stochastic",
+    role: Annotated[
+        Literal["data", "labels"], typer.Option(help="Features or labels of the paper's data.")
+    ] = "data",
+    rounding: Annotated[Rounding, typer.Option(help="Rounding mode of every format.")] = (
+        "stochastic"
+    ),
     dim: Annotated[int, typer.Option(help="Dimension d of the paper's features.")] = 200,
     out: Annotated[Path | None, typer.Option(help="Also write the table as CSV here.")] = None,
 ) -> None:
@@ -254,12 +299,12 @@ def formats(
     from rich.console import Console
     from rich.table import Table
 
+    from qlinreg.files import prepare_file
     from qlinreg.quantize import formats_table
 
-    try:
-        df = formats_table(rounding=rounding, role=role, dim=dim)
-    except (ValueError, TypeError) as exc:
-        _fail(str(exc))
+    if out is not None:
+        _checked(prepare_file, out, "out")
+    df = _checked(formats_table, rounding=rounding, role=role, dim=dim)
     cols = [
         "format", "paper_model", "paper_eps", "eps_additive", "eps_multiplicative",
         "measured_model", "saturated", "underflow",
@@ -271,39 +316,50 @@ def formats(
         table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))
     Console().print(table)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(out, index=False)
         typer.echo(f"wrote {out}")
 
 
 @app.command()
 def sweep(
-    grid: Annotated[Path, typer.Argument(help="TOML file with [base] fields and [grid] lists.")],
+    grid: Annotated[
+        Path, typer.Argument(help="TOML file: a base table of fields, a grid table of lists.")
+    ],
     store: Annotated[Path, typer.Option(help="Parquet store folder.")] = Path("results/sweep"),
-    executor: Annotated[str, typer.Option(help="local (this process) or dask.")] = "local",
+    executor: Annotated[
+        Executor, typer.Option(help="This process, or a Dask cluster (local or --scheduler).")
+    ] = "local",
     scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler address, e.g. tcp://host:8786.")
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://host:8786 (trusted: see README)."),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="Local Dask cluster size.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of a local Dask cluster (≥ 1).")
+    ] = None,
 ) -> None:
-    """Run every cell of a grid into a resumable Parquet store (finished cells are skipped)."""
-    from qlinreg.sweep import load_sweep, run_sweep
+    """Run every cell of a grid into a resumable Parquet store (finished cells are skipped).
 
-    try:
-        spec = load_sweep(grid)
-    except (ValueError, TypeError) as exc:
-        _fail(str(exc))
+    Exit 3 if a cell diverged (listed; it is stored, with status = diverged), 130 if
+    interrupted (finished cells are kept; the cell in flight is not stored).
+    """
+    from qlinreg.sweep import check_executor, load_sweep, run_sweep
+
+    spec = _checked(load_sweep, grid)
+    _checked(check_executor, executor, scheduler, workers)
     n = len(spec.configs())
     typer.echo(f"{n} cells → {store}/cells/")
-    df = run_sweep(
-        spec, store, executor=executor, scheduler=scheduler, workers=workers,
-        progress=sys.stderr.isatty(),
-    )  # fmt: skip
-    bad = df.loc[df["status"] != "ok", ["digest", "status"]].drop_duplicates() if len(df) else df
-    typer.echo(f"{df['digest'].nunique() if len(df) else 0} of {n} cells in the store")
-    for _, r in bad.iterrows():
-        typer.echo(f"  cell {r['digest']}: {r['status']}")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = _checked(
+            run_sweep, spec, store, executor=executor, scheduler=scheduler, workers=workers,
+            progress=sys.stderr.isatty(),
+        )  # fmt: skip
+    _show_warnings(dict.fromkeys(str(w.message) for w in caught))
+    typer.echo(f"{len(res.finished)} of {res.cells} cells of this sweep are in the store")
+    for digest in res.diverged:
+        step = res.frame.loc[res.frame["digest"] == digest, "reached"].iloc[0]
+        typer.echo(f"  cell {digest}: diverged after step {step}", err=True)
+    if res.interrupted:
+        typer.echo(f"interrupted: {res.cells - len(res.finished)} cells left; rerun to finish "
+                   "them (finished cells are skipped)", err=True)  # fmt: skip
+    raise typer.Exit(res.exit_code)

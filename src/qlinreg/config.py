@@ -1,8 +1,9 @@
 """One run's configuration: the fields shared by ``qlinreg run`` flags and TOML config files.
 
-:class:`RunConfig` validates every field at construction, before anything is compiled, and
-builds the library objects (:class:`~qlinreg.problem.Problem`, :class:`~qlinreg.quantize.Scheme`,
-:class:`~qlinreg.sgd.SGDConfig`).
+:class:`RunConfig` checks every field's type and value at construction, before anything is
+compiled, and builds the library objects (:class:`~qlinreg.problem.Problem`,
+:class:`~qlinreg.quantize.Scheme`, :class:`~qlinreg.sgd.SGDConfig`) and the run's
+:class:`~qlinreg.pipeline.RunSpec`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,38 @@ from typing import Any
 import numpy as np
 
 from qlinreg.algorithm import SGDConfig, geometric_checkpoints, positive_int
+from qlinreg.pipeline import RunSpec
 from qlinreg.problem import Problem, make_problem
 from qlinreg.quantize import Scheme, parse_quantizer
 
-__all__ = ["RunConfig", "load_toml"]
+__all__ = ["RunConfig", "load_toml", "run_options"]
+
+
+_KINDS = {"int": "an integer", "float": "a number", "str": "text", "bool": "true or false"}
+
+
+def _typed(name: str, kind: str, value):
+    """``value`` checked against the field's type: no booleans for numbers, no strings for
+    anything but text, integers accepted for floats (and made floats, so that ``lr = 1`` and
+    ``lr = 1.0`` are the same configuration)."""
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        hint = " (a quoted string; write it without quotes)" if isinstance(value, str) else ""
+        raise ValueError(f"{name} must be {_KINDS[kind]}, got {value!r}{hint}")
+    return float(value) if kind == "float" else value
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every parameter of one run, as plain values (see ``qlinreg run --help``)."""
+    """Every parameter of one run, as plain values (see ``qlinreg run --help``).
+
+    ``trials = 0`` with ``exact`` or ``bound`` computes the theory only.
+    """
 
     dim: int = 200
     spectrum: str = "power_law"
@@ -44,23 +68,19 @@ class RunConfig:
     checkpoints_per_decade: int = 10
     quant: tuple[str, ...] = field(default_factory=tuple)
     storage: str = "none"
+    exact: bool = False
+    bound: bool = False
 
     def __post_init__(self) -> None:
         quant = (self.quant,) if isinstance(self.quant, str) else self.quant
-        if not all(isinstance(q, str) for q in quant):
+        if not isinstance(quant, list | tuple) or not all(isinstance(q, str) for q in quant):
             raise ValueError(f"quant must be a list of 'ROLE=KIND:EPS' strings, got {quant!r}")
         object.__setattr__(self, "quant", tuple(quant))
-        # Build everything once: any invalid value raises here, naming its field.
-        self.problem()
-        self.scheme()
-        self.sgd()
-        positive_int("trials", self.trials)
-        positive_int("seed", self.seed, low=0)
+        for f in fields(self):
+            if f.type in _KINDS:
+                object.__setattr__(self, f.name, _typed(f.name, f.type, getattr(self, f.name)))
         positive_int("checkpoints_per_decade", self.checkpoints_per_decade)
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if not isinstance(self.literal, bool):
-            raise ValueError(f"literal must be true or false, got {self.literal!r}")
+        self.spec()  # builds and validates everything: any invalid value raises, naming it
 
     def problem(self) -> Problem:
         return make_problem(
@@ -77,10 +97,6 @@ class RunConfig:
         return Scheme.parse(self.quant)
 
     def sgd(self) -> SGDConfig:
-        if not isinstance(self.storage, str):
-            raise ValueError(
-                f"storage must be a format name such as 'bf16:stochastic', got {self.storage!r}"
-            )
         return SGDConfig(
             lr=self.lr,
             steps=self.steps,
@@ -92,14 +108,14 @@ class RunConfig:
     def checkpoints(self) -> np.ndarray:
         return geometric_checkpoints(self.steps, self.checkpoints_per_decade)
 
-    def simulate_kwargs(self) -> dict[str, Any]:
-        return {
-            "trials": self.trials,
-            "seed": self.seed,
-            "checkpoints": self.checkpoints(),
-            "dtype": self.dtype,
-            "literal": self.literal,
-        }
+    def spec(self, *, seed: int | None = None) -> RunSpec:
+        """The :class:`~qlinreg.pipeline.RunSpec` of this configuration (``seed`` overrides the
+        simulation seed, as sweeps do; ``w*`` keeps ``self.seed``)."""
+        return RunSpec(
+            self.problem(), self.scheme(), self.sgd(), trials=self.trials,
+            seed=self.seed if seed is None else seed, checkpoints=self.checkpoints(),
+            dtype=self.dtype, literal=self.literal, exact=self.exact, bound=self.bound,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -107,7 +123,8 @@ class RunConfig:
         return d
 
     def digest(self) -> str:
-        """Stable hash of the full config (keys sorted), for result stores and seeds."""
+        """Stable hash of the full config (keys sorted, numbers normalised), for result stores
+        and seeds."""
         text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -127,6 +144,8 @@ class RunConfig:
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a TOML config file into a plain dict (validated later by :class:`RunConfig`)."""
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"config file {str(p)!r} is a folder, not a TOML file")
     if not p.is_file():
         raise ValueError(f"config file {str(p)!r} does not exist")
     try:
@@ -134,3 +153,23 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(p)!r} is not a text (UTF-8 TOML) file") from None
+    except OSError as exc:
+        raise ValueError(f"config file {str(p)!r} cannot be read: {exc.strerror}") from None
+
+
+def run_options(
+    config: str | Path | None, options: dict[str, Any], default_out: str = "results/run"
+) -> tuple[RunConfig, Path]:
+    """A run's configuration and output folder from a TOML file (its keys: the
+    :class:`RunConfig` fields and ``out``) overridden by command-line ``options`` (``None``
+    values are not given)."""
+    values = load_toml(config) if config is not None else {}
+    out = values.pop("out", None)
+    if out is not None and not isinstance(out, str):
+        raise ValueError(f"out must be a folder path (text), got {out!r}")
+    given = {k: v for k, v in options.items() if v is not None}
+    out = given.pop("out", None) or out or default_out
+    values.update(given)
+    return RunConfig.from_dict(values, source="config" if config else "option"), Path(out)

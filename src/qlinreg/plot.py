@@ -14,19 +14,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-__all__ = ["CONVENTIONS", "plot_risk", "plot_spectrum", "save"]
+from qlinreg.table import CONVENTIONS  # noqa: E402
 
-# convention → (Monte Carlo mean, its SE, exact-risk column, bound column, axis label)
-CONVENTIONS = {
-    "quantized": ("risk_mean", "risk_se", "exact_risk", "bound", "excess risk (quantized inputs)"),
-    "clean": (
-        "risk_clean_mean",
-        "risk_clean_se",
-        "exact_risk_clean",
-        "bound_clean",
-        "excess risk (clean inputs)",
-    ),
-}
+__all__ = ["plot_risk", "plot_spectrum", "save"]
 
 
 def plot_risk(

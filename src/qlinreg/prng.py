@@ -53,7 +53,7 @@ def threefry2x32(k0, k1, x0, x1) -> tuple[jax.Array, jax.Array]:
 def key(seed: int) -> jax.Array:
     """Root key ``uint32[2]`` of a non-negative integer seed (< 2**64)."""
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
     seed = int(seed)
     return jnp.array([seed & 0xFFFFFFFF, seed >> 32], dtype=jnp.uint32)
 

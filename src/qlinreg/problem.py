@@ -10,10 +10,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import jax
 import numpy as np
+
+from qlinreg import prng
 
 __all__ = [
     "Problem",
+    "draw_features",
     "exponential_spectrum",
     "make_problem",
     "power_law_spectrum",
@@ -63,6 +67,13 @@ def power_law_w_star(d: int, b: float) -> np.ndarray:
     return np.arange(1, d + 1, dtype=np.float64) ** -b
 
 
+def draw_features(key: jax.Array, sqrt_lam, shape: tuple[int, ...], dtype="float32") -> jax.Array:
+    """Feature rows ``x ~ N(0, diag(λ))`` (SPEC §1): ``√λ ⊙ z``, ``z`` standard normal from
+    ``key`` (:func:`qlinreg.prng.normal`), shape ``key.shape[:-1] + shape``, the last axis
+    the ``d`` coordinates. Jittable (``sqrt_lam`` may be traced)."""
+    return sqrt_lam * prng.normal(key, shape, dtype)
+
+
 @dataclass(frozen=True, eq=False)
 class Problem:
     """Gaussian linear-regression model (SPEC §1), validated at construction.
@@ -106,6 +117,11 @@ class Problem:
         v = np.asarray(w) - self.w_star
         return 0.5 * np.sum(self.spectrum * v * v, axis=-1)
 
+    def features(self, key: jax.Array, rows: int, dtype="float32") -> jax.Array:
+        """``rows`` feature rows of this problem (:func:`draw_features`)."""
+        sqrt_lam = jax.numpy.asarray(np.sqrt(self.spectrum), dtype)
+        return draw_features(key, sqrt_lam, (rows, self.d), dtype)
+
     def describe(self) -> dict:
         """Plain summary for tables and reports."""
         return {
@@ -146,6 +162,12 @@ def make_problem(
         lam = exponential_spectrum(dim, decay)
     else:
         raise ValueError(f"spectrum must be 'power_law' or 'exponential', got {spectrum!r}")
+    if not lam[-1] > 0:
+        first = int(np.argmax(lam <= 0)) + 1
+        raise ValueError(
+            f"decay = {decay:g} with dim = {dim} makes λ_i underflow to 0 in float64 from "
+            f"i = {first} on ({spectrum} spectrum): use a smaller decay or dim"
+        )
     if w_star == "ones":
         ws = np.ones(dim)
     elif w_star == "power_law":

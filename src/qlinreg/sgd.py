@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,8 +42,9 @@ from qlinreg.algorithm import (
     positive_int,
     run_config,
 )
-from qlinreg.problem import Problem
-from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise, NoQuant
+from qlinreg.interrupt import interrupt_flag
+from qlinreg.problem import Problem, draw_features
+from qlinreg.quantize.idealized import NoQuant, error_moments
 from qlinreg.quantize.scheme import ROLES, Scheme
 from qlinreg.theory.quantized_data import (
     H_q,
@@ -57,6 +59,7 @@ __all__ = [
     "DivergenceError",
     "SGDConfig",
     "SimResult",
+    "check_simulation",
     "geometric_checkpoints",
     "simulate",
 ]
@@ -68,12 +71,17 @@ _ROLE_ID = {role: 2 + i for i, role in enumerate(ROLES)}
 _STORAGE = 2 + len(ROLES)  # stochastic rounding of stored weights
 _N_STREAMS = _STORAGE + 1
 _PROBE = 0x9B0BE  # label of the per-checkpoint probe keys (quantized-input risk of formats)
-_PROBES = 64  # probe rows per trial and checkpoint
+_PROBES = 64  # probe rows per trial and checkpoint (at least; a whole number of batches)
 _TRIAL_TAG = 0x7121A1  # second label of the seed → trial derivation
 _TRIAL_QUANTUM = 16  # trial batches are padded to a multiple of this (see _rowsum)
 
 # A trial has diverged when ‖w_t‖² exceeds this multiple of 1 + ‖w*‖² + ‖w_0‖², or is not finite.
 DIVERGENCE_FACTOR = 1e6
+MAX_STEPS = 2**31 - 1  # step counters are 32-bit (keys are derived from the step number)
+# Work per compiled chunk (trials × B × d × steps): ~0.1–1 s on a 2-core CPU, so an interrupt
+# takes effect and finished checkpoints reach the caller about that often.
+_CHUNK_WORK = 1 << 26
+_CHUNK_STEPS = 1 << 13  # at most this many steps per chunk (cheap problems report as often)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,7 @@ class SimResult:
         config: the run's parameters, flat, for tables.
         divergence: set when a trial diverged (the table then stops before it).
         interrupted: the run was stopped early; ``steps`` holds what finished.
+        reached: the last step every trial completed (before any divergence).
         saturation: for each role quantized by a number format, the mean over steps and
             trials of ``(saturated fraction, underflow-to-zero fraction)`` of its values.
     """
@@ -130,6 +139,7 @@ class SimResult:
     divergence: Divergence | None = None
     interrupted: bool = False
     saturation: dict[str, tuple[float, float]] = field(default_factory=dict)
+    reached: int = 0
 
     @property
     def trials(self) -> int:
@@ -171,8 +181,13 @@ def _canonical(scheme: Scheme) -> Scheme:
     return replace(scheme, **zero) if zero else scheme
 
 
-def _is_gaussian(q, *kinds) -> bool:
-    return isinstance(q, kinds) and q.noise == "gaussian"
+def _gaussian_kind(q) -> str:
+    """The kind of an idealized quantizer with Gaussian noise, else ``""`` (no shortcut)."""
+    try:
+        m = error_moments(q)
+    except TypeError:
+        return ""
+    return m.kind if m.law == "gaussian" else ""
 
 
 @dataclass(frozen=True)
@@ -182,8 +197,8 @@ class _Static:
     d: int
     batch: int
     dtype: str
-    fast_data: bool
-    fast_params: bool
+    fast_data: bool  # additive Gaussian Q_d: draw Q_d(x) ~ N(0, H^(q)) directly
+    fast_params: str  # B = 1, Gaussian additive or elementwise Q_p: its kind; "" otherwise
     average: Average
     probe_risk: bool  # the data quantizer has no closed-form δ: estimate R_q on fresh probes
     stats_roles: tuple[str, ...]  # roles quantized by a number format (saturation counts)
@@ -207,7 +222,15 @@ def _rowsum(x: jax.Array) -> jax.Array:
     return x[..., 0]
 
 
-_IN_LOOP_ROLES = ("params", "activations", "grads")  # quantized inputs depend on w
+class _State(NamedTuple):
+    """What the scan carries for a batch of ``T`` trials."""
+
+    w: jax.Array  # (T, d) the iterate w_t
+    S: jax.Array  # (T, d) running sum Σ_{s<t} w_s
+    snaps: jax.Array  # (n_starts or 1, T, d) S at the tail-average starts ⌊n/2⌋
+    rec: jax.Array  # (K, T, 2) risks (quantized, clean) at the checkpoints; NaN until reached
+    div_at: jax.Array  # (T,) the step at which the trial diverged; 0: it has not
+    acc: jax.Array  # (T, 5, 2) per role: saturated and underflow fractions summed over steps
 
 
 def _predraw(q, key, shape, dt):
@@ -230,10 +253,10 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     """
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
-        Xq = c["sqrt_lam_q"] * prng.normal(keys[_FEATURES], (B, d), dt)
+        Xq = draw_features(keys[_FEATURES], c["sqrt_lam_q"], (B, d), dt)
         y = _rowsum(Xq * c["w_star_q"]) + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
     else:
-        X = c["sqrt_lam"] * prng.normal(keys[_FEATURES], (B, d), dt)
+        X = draw_features(keys[_FEATURES], c["sqrt_lam"], (B, d), dt)
         y = _rowsum(X * c["w_star"]) + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
         Xq = scheme.data(keys[_ROLE_ID["data"]], X)
     yq = scheme.labels(keys[_ROLE_ID["labels"]], y)
@@ -262,7 +285,7 @@ def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c):
     B, dt = st.batch, jnp.dtype(st.dtype)
     stats = {}
     if st.fast_params:
-        s = Xq if isinstance(scheme.params, Additive) else Xq * w
+        s = Xq if st.fast_params == "additive" else Xq * w
         norm = jnp.sqrt(_rowsum(s * s))
         a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * noise["params"]
     else:
@@ -286,15 +309,19 @@ def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c):
 def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
     """Unbiased estimate of ``R_q(w̄) = ½E[(⟨w*, x⟩ − ⟨w̄, Q_d(x)⟩)²]`` on fresh probes.
 
-    For data quantizers without a closed-form ``δ`` (number formats): ``_PROBES`` fresh rows
-    ``x ~ N(0, H)``, quantized by ``Q_d``, per trial and checkpoint. The estimate's noise is
-    independent across trials, so it is part of the reported standard error.
+    For data quantizers without a closed-form ``δ`` (number formats): fresh rows
+    ``x ~ N(0, H)`` per trial and checkpoint, quantized in groups of ``B`` rows as training
+    quantizes a batch (a per-tensor scale sees the same tensor shape), at least
+    :data:`_PROBES` rows. The estimate's noise is independent across trials, so it is part of
+    the reported standard error.
     """
     dt = jnp.dtype(st.dtype)
-    X = c["sqrt_lam"] * prng.normal(key, (_PROBES, st.d), dt)
-    Xq = scheme.data(prng.derive(key, 1), X)
+    groups = -(-_PROBES // st.batch)
+    X = draw_features(prng.derive(key, 0), c["sqrt_lam"], (groups, st.batch, st.d), dt)
+    keys = prng.derive(prng.derive(key, 1), jnp.arange(groups, dtype=jnp.uint32))
+    Xq = jax.vmap(scheme.data)(keys, X)
     e = _rowsum(X * c["w_star"]) - _rowsum(Xq * it)
-    return 0.5 * _rowsum(e * e) / _PROBES
+    return 0.5 * _rowsum(_rowsum(e * e)) / (groups * st.batch)
 
 
 def _risks(st: _Static, it, probe_keys, scheme: Scheme, c):
@@ -320,25 +347,25 @@ def _chunk_fn(st: _Static, block: int):
     streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
     roles = {r: i for i, r in enumerate(ROLES)}
 
-    def run_chunk(state, trial_keys, xs, scheme, storage, c):
+    def run_chunk(state: _State, trial_keys, xs, scheme, storage, c) -> _State:
         def add_stats(acc, stats, active):
             for r, v in stats.items():
                 acc = acc.at[:, roles[r]].add(jnp.where(active, v, 0))
             return acc
 
-        def step(carry, x):
-            w, S, snaps, rec, div_at, acc = carry
+        def step(s: _State, x):
             t, active, ck, sn, keys, Xq, yq, noise, data_stats = x
-            w_new, stats = update(keys, w, Xq, yq, noise, scheme, storage, c)
-            acc = add_stats(add_stats(acc, data_stats, active), stats, active)
+            w_new, stats = update(keys, s.w, Xq, yq, noise, scheme, storage, c)
+            acc = add_stats(add_stats(s.acc, data_stats, active), stats, active)
             nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
-            div_at = jnp.where(bad & (div_at == 0), t, div_at)
+            div_at = jnp.where(bad & (s.div_at == 0), t, s.div_at)
             keep = (div_at > 0) | ~active
-            S = jnp.where(active, S + w, S)
-            w = jnp.where(keep[:, None], w, w_new)
+            S = jnp.where(active, s.S + s.w, s.S)
+            w = jnp.where(keep[:, None], s.w, w_new)
+            snaps = s.snaps
             if st.average == "tail":
-                snaps = jax.lax.cond(sn >= 0, lambda s: s.at[sn].set(S), lambda s: s, snaps)
+                snaps = jax.lax.cond(sn >= 0, lambda a: a.at[sn].set(S), lambda a: a, snaps)
 
             def record(r):
                 if st.average == "polyak":
@@ -350,10 +377,10 @@ def _chunk_fn(st: _Static, block: int):
                 probe_keys = prng.derive(trial_keys, t.astype(jnp.uint32), _PROBE)
                 return r.at[ck].set(_risks(st, it, probe_keys, scheme, c))
 
-            rec = jax.lax.cond(ck >= 0, record, lambda r: r, rec)
-            return (w, S, snaps, rec, div_at, acc), None
+            rec = jax.lax.cond(ck >= 0, record, lambda r: r, s.rec)
+            return _State(w, S, snaps, rec, div_at, acc), None
 
-        def block_body(carry, xb):
+        def block_body(state, xb):
             t = xb[0]
             keys = prng.derive(
                 trial_keys[None, :, None, :],
@@ -361,7 +388,7 @@ def _chunk_fn(st: _Static, block: int):
                 streams[None, None, :],
             )
             Xq, yq, noise, data_stats = draw(keys, scheme, c)
-            return jax.lax.scan(step, carry, (*xb, keys, Xq, yq, noise, data_stats))[0], None
+            return jax.lax.scan(step, state, (*xb, keys, Xq, yq, noise, data_stats))[0], None
 
         blocks = jax.tree_util.tree_map(lambda a: a.reshape(-1, block, *a.shape[1:]), xs)
         return jax.lax.scan(block_body, state, blocks)[0]
@@ -369,27 +396,43 @@ def _chunk_fn(st: _Static, block: int):
     return jax.jit(run_chunk)
 
 
+def _position(sorted_steps: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Index of each ``t`` in ``sorted_steps`` (ascending, unique), ``-1`` where absent."""
+    i = np.minimum(np.searchsorted(sorted_steps, t), len(sorted_steps) - 1)
+    return np.where(sorted_steps[i] == t, i, -1).astype(np.int32)
+
+
 class _Engine:
     """Runs the cached chunk function for one (problem, scheme, sgd, dtype, checkpoints)."""
 
-    def __init__(self, problem, scheme, sgd, dtype, literal, checkpoints, step_chunk):
+    def __init__(self, problem, scheme, sgd, dtype, literal, checkpoints, step_chunk, trial_chunk):
         self.problem, self.scheme, self.sgd = problem, _canonical(scheme), sgd
+        self.given_scheme, self.literal = scheme, literal
         self.dtype = jnp.dtype(dtype)
+        kinds = {r: _gaussian_kind(q) for r, q in self.scheme.items()}
         self.static = _Static(
             d=problem.d,
             batch=sgd.batch,
             dtype=str(self.dtype),
-            fast_data=not literal and _is_gaussian(self.scheme.data, Additive),
-            fast_params=not literal
+            fast_data=not literal and kinds["data"] == "additive",
+            fast_params=kinds["params"]
+            if not literal
             and sgd.batch == 1
-            and _is_gaussian(self.scheme.params, Additive, MultiplicativeElementwise),
+            and kinds["params"] in ("additive", "multiplicative_elementwise")
+            else "",
             average=sgd.average,
             probe_risk=not has_closed_form(self.scheme.data),
             stats_roles=tuple(r for r, q in self.scheme.items() if hasattr(q, "stats")),
             storage=sgd.storage is not None,
         )
         self.ckpts = checkpoints
-        self.L = step_chunk
+        self.trial_chunk = trial_chunk
+        # Steps per pre-drawn block: up to 32, keeping a block's draws near 2^20 numbers; steps
+        # per chunk: a multiple of the block near _CHUNK_WORK (or the caller's step_chunk).
+        work = trial_chunk * sgd.batch * problem.d
+        self.block = 1 << max(0, min(5, int(math.log2(max(1, (1 << 20) // work)))))
+        L = step_chunk or min(sgd.steps, _CHUNK_STEPS, max(1, _CHUNK_WORK // work))
+        self.L = -(-L // self.block) * self.block
         # Tail averaging needs the running sum S_s at s = ⌊n/2⌋ for every checkpoint n.
         starts = checkpoints // 2
         self.snap_steps, snap_of = np.unique(starts, return_inverse=True)
@@ -420,57 +463,103 @@ class _Engine:
         self.scheme = as_dtype(self.scheme)
         self.storage = as_dtype(sgd.storage)
 
-    def run(self, trial_ids: np.ndarray, seed: int, on_chunk=None):
-        """Run all steps for the trials ``trial_ids``.
-
-        Returns ``(rec, div_at, done, interrupted, stats)``: risks ``(K, T, 2)``, the step at
-        which each trial diverged (0 if none), the last step completed, whether the run was
-        interrupted, and per trial and role the saturated and underflow fractions summed
-        over steps ``(T, 5, 2)``.
-        """
-        T, d, N = len(trial_ids), self.problem.d, self.sgd.steps
-        K = len(self.ckpts)
-        # Steps per pre-drawn block: up to 32, keeping a block's draws near 2^20 numbers.
-        block = 1 << max(0, min(5, int(math.log2(max(1, (1 << 20) // (T * self.sgd.batch * d))))))
-        L = -(-self.L // block) * block
-        chunk = _chunk_fn(self.static, block)
-        trial_keys = prng.derive(prng.key(seed), jnp.asarray(trial_ids, jnp.uint32), _TRIAL_TAG)
-        tail = self.static.average == "tail"
-        state = (
-            jnp.broadcast_to(jnp.asarray(self.w0, self.dtype), (T, d)),
-            jnp.zeros((T, d), self.dtype),
-            jnp.zeros((len(self.snap_steps) if tail else 1, T, d), self.dtype),
-            jnp.full((K, T, 2), jnp.nan, self.dtype),
-            jnp.zeros((T,), jnp.int32),
-            jnp.zeros((T, len(ROLES), 2), self.dtype),
+    def initial_state(self, T: int) -> _State:
+        d, K = self.problem.d, len(self.ckpts)
+        n_snaps = len(self.snap_steps) if self.static.average == "tail" else 1
+        return _State(
+            w=jnp.broadcast_to(jnp.asarray(self.w0, self.dtype), (T, d)),
+            S=jnp.zeros((T, d), self.dtype),
+            snaps=jnp.zeros((n_snaps, T, d), self.dtype),
+            rec=jnp.full((K, T, 2), jnp.nan, self.dtype),
+            div_at=jnp.zeros((T,), jnp.int32),
+            acc=jnp.zeros((T, len(ROLES), 2), self.dtype),
         )
-        ck_of_step = np.full(N + L + 1, -1, np.int32)
-        ck_of_step[self.ckpts] = np.arange(K)
-        sn_of_step = np.full(N + L + 1, -1, np.int32)
-        if tail:
-            pos = self.snap_steps > 0
-            sn_of_step[self.snap_steps[pos]] = np.nonzero(pos)[0]
+
+    def chunk_inputs(self, start: int) -> tuple:
+        """Per-step inputs of the chunk starting at step ``start``: the step, whether it is one
+        of the ``N`` steps (the last chunk runs past ``N`` inactive), and its checkpoint and
+        tail-start indices (−1: none)."""
+        t = np.arange(start, start + self.L, dtype=np.int64)
+        tail = self.static.average == "tail"
+        return (
+            jnp.asarray(t, jnp.int32),
+            jnp.asarray(t <= self.sgd.steps),
+            jnp.asarray(_position(self.ckpts, t)),
+            jnp.asarray(_position(self.snap_steps, t) if tail else np.full(t.size, -1, np.int32)),
+        )
+
+    def run(self, trials: int, seed: int, stop, on_chunk=None, advance=None):
+        """Run every step for trials ``0 … trials−1``, in chunks of steps; each chunk advances
+        every batch of trials before the next starts, so after each chunk all trials have
+        reached the same step.
+
+        ``stop()`` is checked between calls: when it turns true the chunk in flight is
+        dropped for all trials (the result stays at the last chunk every trial finished).
+        ``on_chunk(states, done)`` is called after each complete chunk, ``advance(n)`` after
+        each batch with the number of trial-steps it ran. Returns ``(states, done,
+        interrupted)``; the states' trial batches are padded to :data:`_TRIAL_QUANTUM`.
+        """
+        chunk = _chunk_fn(self.static, self.block)
+        tc, N = self.trial_chunk, self.sgd.steps
+        root = prng.key(seed)
+        starts = range(0, trials, tc)
+        keys = [
+            prng.derive(root, jnp.arange(lo, lo + tc, dtype=jnp.uint32), _TRIAL_TAG)
+            for lo in starts
+        ]  # fmt: skip  (padded: trials ≥ `trials` run and are dropped)
+        states = [self.initial_state(tc) for _ in starts]
         done, interrupted = 0, False
         try:
-            for start in range(1, N + 1, L):
-                t = np.arange(start, start + L)
-                xs = (
-                    jnp.asarray(t, jnp.int32),
-                    jnp.asarray(t <= N),
-                    jnp.asarray(ck_of_step[t]),
-                    jnp.asarray(sn_of_step[t]),
-                )
-                new_state = chunk(state, trial_keys, xs, self.scheme, self.storage, self.consts)
-                jax.block_until_ready(new_state)
-                state, done = new_state, min(start + L - 1, N)
+            for start in range(1, N + 1, self.L):
+                xs = self.chunk_inputs(start)
+                new = []
+                for lo, k, state in zip(starts, keys, states, strict=True):
+                    if stop():
+                        break
+                    nxt = chunk(state, k, xs, self.scheme, self.storage, self.consts)
+                    jax.block_until_ready(nxt)
+                    new.append(nxt)
+                    if advance is not None:
+                        advance(min(tc, trials - lo) * min(self.L, N - start + 1))
+                if len(new) < len(states):
+                    interrupted = True
+                    break
+                states, done = new, min(start + self.L - 1, N)
                 if on_chunk is not None:
-                    on_chunk(min(L, N - start + 1))
-                if np.asarray(state[4]).any():
+                    on_chunk(states, done)
+                if any(np.asarray(s.div_at).any() for s in states):
                     break
         except KeyboardInterrupt:
             interrupted = True
-        rec = np.asarray(state[3], dtype=np.float64)
-        return rec, np.asarray(state[4]), done, interrupted, np.asarray(state[5], np.float64)
+        return states, done, interrupted
+
+
+def check_simulation(
+    problem: Problem,
+    scheme: Scheme | None,
+    sgd: SGDConfig,
+    *,
+    trials: int = 100,
+    seed: int = 0,
+    checkpoints: Sequence[int] | None = None,
+    dtype: str = "float32",
+) -> tuple[Scheme, np.ndarray]:
+    """Validate :func:`simulate`'s arguments (nothing is compiled); returns the scheme (``None``
+    → full precision) and the checkpoints. Raises ``ValueError``/``TypeError`` naming the
+    field."""
+    scheme = check_run(problem, scheme, sgd)
+    positive_int("trials", trials)
+    if not 0 <= positive_int("seed", seed, low=0) < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2^64), got {seed!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if sgd.steps > MAX_STEPS:
+        raise ValueError(
+            f"steps (N) must be ≤ {MAX_STEPS} (2^31 − 1) for Monte Carlo (step counters are "
+            f"32-bit), got {sgd.steps}; the exact risk (qlinreg.exact_risk) has no such limit"
+        )
+    sgd.initial(problem.d)
+    return scheme, check_checkpoints(checkpoints, sgd.steps)
 
 
 def simulate(
@@ -486,6 +575,7 @@ def simulate(
     trial_chunk: int | None = None,
     step_chunk: int | None = None,
     progress: bool = False,
+    on_checkpoint: Callable[[SimResult], None] | None = None,
 ) -> SimResult:
     """Monte Carlo excess risk of quantized SGD (SPEC §2), mean over ``trials`` runs.
 
@@ -501,79 +591,88 @@ def simulate(
         trial_chunk, step_chunk: batch sizes of the vectorised computation; results do not
             depend on them.
         progress: show a progress bar.
+        on_checkpoint: called with the result so far (all trials, the checkpoints reached,
+            ``interrupted=True``) each time a chunk of steps completes new checkpoints: a
+            caller can store it, so that a killed run keeps what finished.
 
     Returns:
         A :class:`SimResult`. Raises :class:`DivergenceError` (carrying the partial result) if a
-        trial diverges; on ``KeyboardInterrupt`` returns what finished with ``interrupted=True``.
+        trial diverges. Ctrl-C or SIGTERM (in the main thread) stop the run after the chunk of
+        steps in flight, which is kept: the result then has ``interrupted=True`` and the
+        checkpoints every trial reached; a second Ctrl-C stops at once.
     """
-    scheme = check_run(problem, scheme, sgd)
-    trials = positive_int("trials", trials)
-    seed = positive_int("seed", seed, low=0)
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    sgd.initial(problem.d)
-    ckpts = check_checkpoints(checkpoints, sgd.steps)
+    scheme, ckpts = check_simulation(
+        problem, scheme, sgd, trials=trials, seed=seed, checkpoints=checkpoints, dtype=dtype
+    )
     work = sgd.batch * problem.d
     tc = positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
     tc = -(-min(tc, trials) // _TRIAL_QUANTUM) * _TRIAL_QUANTUM
-    sc = positive_int("step_chunk", step_chunk) if step_chunk else min(sgd.steps, 1000)
+    sc = positive_int("step_chunk", step_chunk) if step_chunk else None
     with jax.enable_x64(dtype == "float64"):
-        return _simulate(
-            problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress
-        )
+        engine = _Engine(problem, scheme, sgd, dtype, literal, ckpts, sc, tc)
+        return _simulate(engine, trials, seed, progress, on_checkpoint)
 
 
-def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc, progress):
-    engine = _Engine(problem, scheme, sgd, dtype, literal, ckpts, sc)
+def _simulate(engine: _Engine, trials: int, seed: int, progress: bool, on_checkpoint):
+    problem, sgd, ckpts = engine.problem, engine.sgd, engine.ckpts
     config = {
-        **run_config(problem, scheme, sgd),
+        **run_config(problem, engine.given_scheme, sgd),
         "seed": seed,
-        "dtype": dtype,
-        "literal": literal,
+        "dtype": engine.static.dtype,
+        "literal": engine.literal,
         "storage": getattr(sgd.storage, "label", "none"),
     }
-    recs, divs, sats = [], [], []
-    reached = sgd.steps
-    interrupted = False
-    with _progress(progress) as bar:
+    reported = [0]
+
+    def result(states: list[_State], done: int, interrupted: bool) -> SimResult:
+        return _result(engine, config, states, done, trials, interrupted)
+
+    def on_chunk(states, done):
+        if on_checkpoint is not None and np.searchsorted(ckpts, done, "right") > reported[0]:
+            reported[0] = int(np.searchsorted(ckpts, done, "right"))
+            partial = result(states, done, interrupted=True)
+            if partial.divergence is None:
+                on_checkpoint(partial)
+
+    with _progress(progress) as bar, interrupt_flag() as flag:
         task = bar.add_task("simulate", total=trials * sgd.steps) if progress else None
-        for lo in range(0, trials, tc):
-            ids = np.arange(lo, lo + tc)  # padded: trials ≥ `trials` are run and dropped
-            n_real = min(tc, trials - lo)
-            adv = (lambda n, k=n_real: bar.advance(task, n * k)) if progress else None
-            rec, div, done, interrupted, sat = engine.run(ids, seed, adv)
-            rec, div, sat = rec[:, :n_real], div[:n_real], sat[:n_real] / max(done, 1)
-            if done == 0:
-                break
-            recs.append(rec)
-            divs.append(div)
-            sats.append(sat)
-            reached = min(reached, done)
-            if div.any() or interrupted:
-                break
-    if not recs:
-        empty = np.zeros((0, 0))
-        return SimResult(ckpts[:0], empty, empty, config, None, interrupted=True)
-    rec = np.concatenate(recs, axis=1)
-    div = np.concatenate(divs)
-    sat = np.concatenate(sats).mean(axis=0)
+        advance = (lambda n: bar.advance(task, n)) if progress else None
+        states, done, interrupted = engine.run(trials, seed, flag.is_set, on_chunk, advance)
+    res = result(states, done, interrupted)
+    if res.divergence is not None:
+        raise DivergenceError(res.divergence, res)
+    return res
+
+
+def _result(engine: _Engine, config: dict, states, done: int, trials: int, interrupted: bool):
+    """The :class:`SimResult` of the states after ``done`` steps (checkpoints ``≤ done``, and
+    before the first divergence)."""
+    ckpts, sgd = engine.ckpts, engine.sgd
+    if done == 0:
+        empty = np.zeros((0, trials))
+        return SimResult(ckpts[:0], empty, empty, config, None, interrupted=True, reached=0)
+    rec = np.concatenate([np.asarray(s.rec, np.float64) for s in states], axis=1)[:, :trials]
+    div = np.concatenate([np.asarray(s.div_at) for s in states])[:trials]
+    sat = np.concatenate([np.asarray(s.acc, np.float64) for s in states])[:trials] / done
+    sat = sat.mean(axis=0)
     saturation = {
         r: (float(sat[i, 0]), float(sat[i, 1]))
         for i, r in enumerate(ROLES)
         if r in engine.static.stats_roles
     }
     divergence = None
-    keep = ckpts <= reached
+    keep = ckpts <= done
     if div.any():
         first = int(div[div > 0].min())
         divergence = Divergence(
             step=first,
             trials=tuple(int(i) for i in np.nonzero(div == first)[0]),
             lr=sgd.lr,
-            trace_H_q=_trace_H_q(problem, scheme),
+            trace_H_q=_trace_H_q(engine.problem, engine.given_scheme),
         )
         keep = ckpts < first
-    result = SimResult(
+        done = min(done, first - 1)
+    return SimResult(
         steps=ckpts[keep],
         risk=rec[keep, :, 0],
         risk_clean=rec[keep, :, 1],
@@ -581,10 +680,8 @@ def _simulate(problem, scheme, sgd, trials, seed, ckpts, dtype, literal, tc, sc,
         divergence=divergence,
         interrupted=interrupted,
         saturation=saturation,
+        reached=done,
     )
-    if divergence is not None:
-        raise DivergenceError(divergence, result)
-    return result
 
 
 class _NoBar:

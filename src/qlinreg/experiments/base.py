@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["RECIPES", "SIZES", "Recipe", "agreement_claim", "register", "run_point", "run_recipe"]
+__all__ = [
+    "RECIPES",
+    "SIZES",
+    "Recipe",
+    "agreement_claim",
+    "finished",
+    "register",
+    "run_point",
+    "run_recipe",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,14 @@ SIZES = ("tiny", "quick", "full")
 RECIPES: dict[str, Recipe] = {}
 
 
+def finished(result):
+    """``result`` (a :class:`~qlinreg.SimResult` or :class:`~qlinreg.pipeline.RunResult`), or
+    ``KeyboardInterrupt`` if it was interrupted: a partial run never backs a claim."""
+    if getattr(result, "interrupted", False) or getattr(result, "status", "") == "interrupted":
+        raise KeyboardInterrupt
+    return result
+
+
 def run_point(
     problem,
     scheme,
@@ -41,42 +58,16 @@ def run_point(
     checkpoints=None,
     **tags,
 ) -> pd.DataFrame:
-    """One configuration as table rows: Monte Carlo (``trials > 0``) merged with the exact risk
-    and the unit-constant bound (``theory``) on the same checkpoints, plus ``tags`` columns.
+    """One configuration's table from the run pipeline (:func:`qlinreg.pipeline.run`): Monte
+    Carlo (``trials > 0``), the exact risk and the unit-constant bound (``theory``), the
+    ``status`` and ``tags`` columns. Rows without a Monte Carlo value have NaN ``risk_*``."""
+    from qlinreg.pipeline import RunSpec, run
 
-    A diverging Monte Carlo run keeps the checkpoints before the divergence and says so in
-    ``status``; rows without a Monte Carlo value have NaN in the ``risk_*`` columns.
-    """
-    from qlinreg.algorithm import run_config
-    from qlinreg.sgd import DivergenceError, geometric_checkpoints, simulate
-    from qlinreg.theory.curves import theory_columns
-
-    ck = geometric_checkpoints(sgd.steps) if checkpoints is None else checkpoints
-    df = pd.DataFrame({"step": ck})
-    status = "ok"
-    mc_cols = ["risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
-    if trials:
-        try:
-            mc = simulate(problem, scheme, sgd, trials=trials, seed=seed, checkpoints=ck)
-        except DivergenceError as exc:
-            mc, status = exc.result, f"diverged at step {exc.divergence.step}"
-        mc_df = mc.to_frame()
-        keep = ["step", *mc_cols, *(c for c in mc_df if c.startswith(("saturated_", "underflow_")))]
-        df = df.merge(mc_df[keep], on="step", how="left")
-    else:
-        df[mc_cols] = float("nan")
-    if theory:
-        df = df.merge(theory_columns(problem, scheme, sgd, ck), on="step", how="left")
-    df["trials"] = trials
-    df["status"] = status
-    df["scheme"] = scheme.describe()
-    config = {
-        **run_config(problem, scheme, sgd),
-        "seed": seed,
-    }
-    for k, v in {**config, **tags}.items():
-        df[k] = v
-    return df
+    spec = RunSpec(
+        problem, scheme, sgd, trials=trials, seed=seed, checkpoints=checkpoints,
+        exact=theory, bound=theory and sgd.average == "polyak", tags=tags,
+    )  # fmt: skip
+    return finished(run(spec)).frame
 
 
 def agreement_claim(experiment: str, df: pd.DataFrame, *, min_step: int = 100) -> list:
@@ -88,8 +79,8 @@ def agreement_claim(experiment: str, df: pd.DataFrame, *, min_step: int = 100) -
     over a few dozen trials is not calibrated (the tests in ``tests/test_exact.py`` check
     early steps with many trials).
     """
-    from qlinreg.plot import CONVENTIONS
     from qlinreg.report import Claim
+    from qlinreg.table import CONVENTIONS
 
     claims = []
     for conv, (mean, se, exact, _, _) in CONVENTIONS.items():

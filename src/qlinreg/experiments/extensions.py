@@ -10,6 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
 from qlinreg.experiments.base import agreement_claim, register, run_point
 from qlinreg.plot import plot_risk
@@ -333,15 +334,18 @@ _STEP_SCHEMES = {
 
 
 def gamma_max(problem, scheme, batch: int = 1, hi: float = 4.0) -> float:
-    """Largest stable constant step size: ``second_moment_radius < 1`` (bisection on γ)."""
-    lo = 0.0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if second_moment_radius(problem, scheme, SGDConfig(mid, 1, batch=batch)) < 1:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    """Largest stable constant step size: the root of ``second_moment_radius(γ) = 1``
+    (Brent's method between a stable and an unstable γ)."""
+
+    def excess(lr: float) -> float:
+        return second_moment_radius(problem, scheme, SGDConfig(lr, 1, batch=batch)) - 1
+
+    lo = hi
+    while excess(lo) >= 0:
+        lo /= 2
+    while excess(hi) < 0:
+        hi *= 2
+    return float(brentq(excess, lo, hi, xtol=1e-12 * hi))
 
 
 def step_size_claims(curve: pd.DataFrame, mc: pd.DataFrame) -> list[Claim]:

@@ -24,106 +24,58 @@ Carlo of the real format.
 
 from __future__ import annotations
 
-import functools
 import math
 from itertools import count
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from qlinreg import prng
-from qlinreg.experiments.base import register
-from qlinreg.plot import CONVENTIONS, plot_spectrum
-from qlinreg.problem import Problem, make_problem, power_law_spectrum
+from qlinreg.experiments.base import finished, register
+from qlinreg.plot import plot_spectrum
+from qlinreg.problem import make_problem, power_law_spectrum
 from qlinreg.quantize import (
     Additive,
     EpsilonEstimate,
     Multiplicative,
-    MultiplicativeElementwise,
     NoQuant,
     Scheme,
     measure_epsilon,
     parse_quantizer,
 )
-from qlinreg.quantize.measure import paper_epsilon
+from qlinreg.quantize.measure import error_variance, paper_epsilon, rowwise
 from qlinreg.report import Claim
 from qlinreg.sgd import SGDConfig, simulate
+from qlinreg.table import CONVENTIONS
 from qlinreg.theory import (
     approx_err,
     approx_err_clean,
+    approx_err_floors,
     data_noise_diag,
     exact_risk,
     fp_beats_int,
     quantized_spectrum,
+    surrogate,
 )
 
-__all__ = ["error_variance", "features", "floors", "rowwise", "rule_dim", "surrogate"]
+__all__ = ["rule_dim"]
 
 LR = 0.1
 DECAY = 2.0  # a in λ_i = i^-a
 
 
-def rowwise(q):
-    """``q`` applied to each row of a matrix on its own, as the engine does at ``B = 1``.
-
-    Only per-tensor scaling depends on the rows quantized together, so any other quantizer is
-    returned as is.
-    """
-    if getattr(q, "scaling", None) != "tensor":
-        return q
-
-    @jax.jit
-    def apply(key, u):
-        keys = jax.vmap(lambda i: prng.derive(key, i))(jnp.arange(u.shape[0]))
-        return jax.vmap(lambda k, row: q(k, row[None])[0])(keys, u)
-
-    return apply
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _normal(rows: int, dim: int, key: jax.Array) -> jax.Array:
-    return prng.normal(key, (rows, dim))
-
-
-def features(dim: int, rows: int, seed: int) -> jax.Array:
-    """``rows`` float32 feature rows ``x ~ N(0, diag(i^-a))`` (SPEC §5). Coordinates are
-    independent, so the first ``d`` columns are a sample of the ``d``-dimensional problem."""
-    lam = power_law_spectrum(dim, DECAY)
-    return jnp.asarray(np.sqrt(lam), jnp.float32) * _normal(rows, dim, prng.key(seed))
-
-
-def error_variance(q, X: jax.Array, seed: int) -> np.ndarray:
-    """``δ_i = E(Q(x)_i − x_i)²`` per coordinate (column), averaged over the rows of ``X``."""
-    Xq = jax.jit(rowwise(q))(prng.key(seed), X)
-    return np.asarray(jnp.mean(jnp.square(Xq - X), axis=0), np.float64)
-
-
-def surrogate(model: str, delta: np.ndarray, problem: Problem):
-    """Idealized stand-in for a format on ``problem``'s data, with the measured error energy
-    ``Σ δ_i``: ``Additive(mean δ)``, or ``MultiplicativeElementwise(Σ δ / tr H)`` if ``model``
-    (what ``measure_epsilon`` prefers) is ``multiplicative``."""
-    delta = np.asarray(delta, np.float64)
-    if model == "multiplicative":
-        return MultiplicativeElementwise(float(delta.sum()) / problem.trace_H)
-    return Additive(float(delta.mean()))
-
-
-def floors(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
-    """ApproxErr, the ``N → ∞`` risk, for per-coordinate data noise ``δ`` (SPEC §4), for every
-    leading dimension ``d``. Element ``d − 1`` is ``½ Σ_{i≤d} λ_i w*_i² δ_i/(λ_i+δ_i)`` for
-    quantized inputs, or ``½ Σ_{i≤d} λ_i w*_i² (δ_i/(λ_i+δ_i))²`` for clean inputs. Exact when
-    the noise is unbiased and uncorrelated across coordinates (``H^(q) = H + diag(δ)``)."""
-    lam, w2, delta = (np.asarray(a, np.float64) for a in (spectrum, w_star, delta))
-    shrink = delta / (lam + delta)
-    return np.cumsum(0.5 * lam * w2 * shrink), np.cumsum(0.5 * lam * w2 * shrink**2)
-
-
 def rule_dim(man_bits: int, int_bits: int) -> int:
     """Least ``d`` with ``m ≥ b − (a/2)·log2 d`` (Corollary 4.3, :func:`fp_beats_int`)."""
     return next(d for d in count(1) if fp_beats_int(man_bits, int_bits, DECAY, d))
+
+
+def _features(dim: int, rows: int, seed: int) -> jax.Array:
+    """``rows`` float32 feature rows of the paper's ``d``-dimensional problem (SPEC §5).
+    Coordinates are independent, so the first ``d'`` columns are a sample of the
+    ``d'``-dimensional problem."""
+    return make_problem(dim, decay=DECAY).features(prng.key(seed), rows)
 
 
 def _measure(q, X, d: int, entries: int, seed: int) -> EpsilonEstimate:
@@ -204,11 +156,12 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
     sgd = SGDConfig(LR, steps)
 
     def monte_carlo(d, q):  # one seed for all: paired trials (same features, label noise)
-        return simulate(
+        res = simulate(
             make_problem(d), Scheme(data=q), sgd, trials=trials, seed=7, checkpoints=[steps]
         )
+        return finished(res)
 
-    X = features(max(dims), cfg["rows"], seed=11)
+    X = _features(max(dims), cfg["rows"], seed=11)
     lam = power_law_spectrum(max(dims), DECAY)
     full = {d: exact_risk(make_problem(d), None, sgd, [steps]) for d in dims}
     full_mc = {d: monte_carlo(d, NoQuant()) for d in cfg["mc_dims"] if cfg["mc_formats"]}
@@ -216,7 +169,7 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
     for f, fmt in enumerate(cfg["formats"]):
         q = parse_quantizer(fmt)
         delta = error_variance(q, X, seed=12 + f)
-        real_floors[fmt] = floors(lam, np.ones_like(lam), delta)
+        real_floors[fmt] = approx_err_floors(lam, np.ones_like(lam), delta)
         paper_model, bits, paper_eps = paper_epsilon(q)
         for d in dims:
             problem = make_problem(d)
@@ -267,14 +220,8 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
 
 # convention → (Monte Carlo mean, its SE, exact surrogate, full precision, exact penalty)
 _COLS = {
-    "quantized": ("risk_mean", "risk_se", "exact_risk", "risk_full", "penalty"),
-    "clean": (
-        "risk_clean_mean",
-        "risk_clean_se",
-        "exact_risk_clean",
-        "risk_full_clean",
-        "penalty_clean",
-    ),
+    conv: (c.mean, c.se, c.exact, f"risk_full{tail}", f"penalty{tail}")
+    for (conv, c), tail in zip(CONVENTIONS.items(), ("", "_clean"), strict=True)
 }
 
 
@@ -444,7 +391,7 @@ def _fp_int_figure(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("dimension d")
-        ax.set_ylabel(f"penalty: {CONVENTIONS[conv][4]} − full precision")
+        ax.set_ylabel(f"penalty: {CONVENTIONS[conv].label} − full precision")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, frameon=False)
     fig.suptitle(
@@ -522,7 +469,7 @@ def _spectral_rows(samples: int) -> tuple[pd.DataFrame, dict]:
         add(q.label, q.kind, _IDEAL_EPS, "closed form", s["lambda_q"].to_numpy())
         est = s["lambda_q_est"].to_numpy()
         add(q.label, q.kind, _IDEAL_EPS, "estimate", est, s["lambda_q_se"], est / lam_hat)
-    X = features(problem.d, min(samples, 20_000), seed=22)
+    X = _features(problem.d, min(samples, 20_000), seed=22)
     for f, fmt in enumerate(_SPECTRAL_FORMATS):
         q = parse_quantizer(fmt)
         delta = error_variance(q, X, seed=23 + f)

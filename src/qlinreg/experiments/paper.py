@@ -17,10 +17,10 @@ from qlinreg.problem import make_problem
 from qlinreg.quantize import Additive, Multiplicative, Scheme
 from qlinreg.report import Claim
 from qlinreg.sgd import SGDConfig
+from qlinreg.table import CONVENTIONS
 
 LR = 0.1
 MODELS = {"additive": Additive, "multiplicative": Multiplicative}
-EXACT = {"quantized": "exact_risk", "clean": "exact_risk_clean"}
 
 # steps N, Monte Carlo trials, and (Q2) the dimensions that also get a Monte Carlo run
 _SIZES = {
@@ -52,7 +52,7 @@ def exact_penalty(df: pd.DataFrame, by: str, convention: str) -> pd.DataFrame:
 
     One row per (model, ``by``) with ``penalty`` and the full-precision ``risk_fp``.
     """
-    col = EXACT[convention]
+    col = CONVENTIONS[convention].exact
     last = df[df["step"] == df["step"].max()]
     fp = last[last["eps"] == 0].drop_duplicates("d").set_index("d")[col]
     q = last[last["eps"] > 0].drop_duplicates(["model", by])
@@ -80,7 +80,7 @@ def q1_claims(df: pd.DataFrame) -> list[Claim]:
     """
     n = int(df["step"].max())
     claims = []
-    for conv in EXACT:
+    for conv in CONVENTIONS:
         pen = exact_penalty(df, "eps", conv)
         add, mul = (pen[pen["model"] == m].sort_values("eps") for m in MODELS)
         ratio = mul["penalty"].iloc[-1] / add["penalty"].iloc[-1]
@@ -121,7 +121,7 @@ def q2_claims(df: pd.DataFrame) -> list[Claim]:
     """
     n = int(df["step"].max())
     claims = []
-    for conv in EXACT:
+    for conv in CONVENTIONS:
         pen = exact_penalty(df, "d", conv)
         add, mul = (pen[pen["model"] == m].sort_values("d") for m in MODELS)
         add_ratio = add["penalty"].iloc[-1] / add["penalty"].iloc[0]

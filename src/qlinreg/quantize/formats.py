@@ -169,6 +169,11 @@ class NumberFormat:
         """Per entry: ``|u|`` exceeds the largest finite magnitude of its (scaled) format."""
         raise NotImplementedError
 
+    def exact_on(self, shape: tuple[int, ...]) -> bool:
+        """Whether the format returns every finite tensor of ``shape`` unchanged (a scale
+        group of one element under absmax scaling: that role is not quantized at all)."""
+        return False
+
     def stats(self, u: jax.Array, uq: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(saturated_fraction, underflow_fraction)`` of one call ``uq = q(key, u)``; jittable.
 
@@ -413,6 +418,15 @@ class IntFormat(NumberFormat):
             return jnp.isinf(x)
         return out_of_range(x / self.scale_of(x), self.grid)
 
+    def exact_on(self, shape: tuple[int, ...]) -> bool:
+        """An absmax scale maps a group of one element to ``±qmax`` exactly."""
+        if self.scaling == "fixed" or not shape:
+            return False
+        if self.scaling == "tensor":
+            return math.prod(shape) == 1
+        n = shape[self.axis]
+        return min(n, self.block_size or n) == 1
+
 
 @partial(
     jax.tree_util.register_dataclass,
@@ -490,18 +504,22 @@ class MXFormat(NumberFormat):
 
 
 def _split(name: str, args: str | None) -> tuple[str, list[str]]:
-    tokens = [] if args is None else args.split(":")
-    rounding = tokens[0] if tokens and tokens[0] else "stochastic"
-    if rounding not in ROUNDINGS:
-        raise ValueError(
-            f"{name}: unknown rounding {rounding!r}; allowed: {', '.join(ROUNDINGS)} "
-            f"(write {name}:ROUNDING, default stochastic)"
-        )
-    return rounding, tokens[1:]
+    """``ROUNDING`` and the options of ``NAME[:TOKEN]...``: the rounding is whichever token
+    names one (at most one; ``stochastic`` when none does; an empty token is skipped), every
+    other token is an option, so ``int8:scale=0.1:nearest_even`` and
+    ``int8:nearest_even:scale=0.1`` are the same format."""
+    tokens = [t for t in ([] if args is None else args.split(":")) if t]
+    named = [t for t in tokens if t in ROUNDINGS]
+    if len(named) > 1:
+        raise ValueError(f"{name}: more than one rounding ({', '.join(named)}); give one")
+    return (named[0] if named else "stochastic"), [t for t in tokens if t not in ROUNDINGS]
 
 
 def _bad_option(name: str, opt: str, allowed: str) -> ValueError:
-    return ValueError(f"{name}: unknown option {opt!r}; allowed: {allowed}")
+    return ValueError(
+        f"{name}: unknown option {opt!r}; allowed: {allowed}, or a rounding "
+        f"({', '.join(ROUNDINGS)}); grammar: {name}[:ROUNDING][:OPTION]..."
+    )
 
 
 def _block_size(name: str, opt: str) -> int:

@@ -31,15 +31,49 @@ from qlinreg import prng
 
 __all__ = [
     "Additive",
+    "ErrorMoments",
     "Idealized",
     "Multiplicative",
     "MultiplicativeElementwise",
     "NoQuant",
+    "error_moments",
     "unit_noise",
 ]
 
 NoiseLaw = Literal["gaussian", "uniform"]
 _NOISE_LAWS = ("gaussian", "uniform")
+_NOISE_MU4 = {"gaussian": 3.0, "uniform": 9.0 / 5.0}  # E[ζ⁴] of each unit-variance law
+
+
+@dataclass(frozen=True)
+class ErrorMoments:
+    """The moments of an idealized quantizer's error ``e = Q(u) − u`` that the theory uses.
+
+    ``E[e | u] = 0`` and ``E[e eᵀ | u] = add·I + mult·diag(u²) + rank1·(u uᵀ − diag(u²))``:
+
+    - ``add``: additive ε; ``mult``: multiplicative ε of either kind (they agree on the
+      diagonal); ``rank1``: rank-one multiplicative ε only (one scale per vector correlates
+      the entries of a vector, e.g. the ``B`` entries of a batch);
+    - ``mu4``: ``E[ζ⁴]`` of the unit noise variable (3 Gaussian, 9/5 uniform);
+    - ``kind`` and ``law``: the quantizer's kind (``none`` …) and noise law (``none`` for
+      full precision).
+    """
+
+    add: float = 0.0
+    mult: float = 0.0
+    rank1: float = 0.0
+    mu4: float = 3.0
+    kind: str = "none"
+    law: str = "none"
+
+    @property
+    def eps(self) -> float:
+        """The quantizer's ε (0 for full precision)."""
+        return self.add + self.mult
+
+    def noise_diag(self, u2):
+        """Diagonal of ``E[e eᵀ | u]`` given ``u²`` (NumPy or JAX arrays): ``add + mult·u²``."""
+        return self.add + self.mult * u2
 
 
 def unit_noise(key: jax.Array, shape: tuple[int, ...], dtype, law: NoiseLaw) -> jax.Array:
@@ -83,6 +117,9 @@ class NoQuant:
     def label(self) -> str:
         return "none"
 
+    def moments(self) -> ErrorMoments:
+        return ErrorMoments()
+
 
 class _Scaled:
     """Shared parts of the ε-parametrised quantizers.
@@ -118,6 +155,16 @@ class _Scaled:
 
     def __call__(self, key: jax.Array, u: jax.Array) -> jax.Array:
         return self.apply(u, self.draw(key, u.shape, u.dtype))
+
+    def moments(self) -> ErrorMoments:
+        """The error moments (see :class:`ErrorMoments`); ``eps`` must be concrete."""
+        eps, mu4 = float(self.eps), _NOISE_MU4[self.noise]
+        parts = {
+            "additive": {"add": eps},
+            "multiplicative": {"mult": eps, "rank1": eps},
+            "multiplicative_elementwise": {"mult": eps},
+        }[self.kind]
+        return ErrorMoments(**parts, mu4=mu4, kind=self.kind, law=self.noise)
 
 
 @_pytree
@@ -163,3 +210,16 @@ class MultiplicativeElementwise(_Scaled):
 
 
 Idealized = NoQuant | Additive | Multiplicative | MultiplicativeElementwise
+
+
+def error_moments(q, role: str = "") -> ErrorMoments:
+    """:class:`ErrorMoments` of an idealized quantizer; ``TypeError`` for anything else (number
+    formats have no such closed form: measure their ε, or simulate them)."""
+    if not isinstance(q, Idealized):
+        where = f" on {role}" if role else ""
+        raise TypeError(
+            f"the closed-form theory needs an idealized quantizer (none, additive, "
+            f"multiplicative, multiplicative_elementwise){where}; got {getattr(q, 'label', q)!r}. "
+            f"Simulate number formats (qlinreg.simulate), or use an idealized model of them"
+        )
+    return q.moments()

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from qlinreg import prng
-from qlinreg.problem import power_law_spectrum
+from qlinreg.problem import make_problem
 from qlinreg.quantize.formats import (
     FLOAT_PRESETS,
     FloatFormat,
@@ -43,9 +43,11 @@ from qlinreg.quantize.scheme import Quantizer, parse_quantizer
 __all__ = [
     "TABLE_FORMATS",
     "EpsilonEstimate",
+    "error_variance",
     "formats_table",
     "measure_epsilon",
     "paper_epsilon",
+    "rowwise",
 ]
 
 TABLE_FORMATS: tuple[str, ...] = (
@@ -204,11 +206,11 @@ def _quantize_with_stats(q: NumberFormat, key: jax.Array, u: jax.Array):
 
 def _paper_samples(role: str, dim: int, rows: int, batch: int, key: jax.Array) -> jax.Array:
     """The paper's data (SPEC §5): ``x ~ N(0, diag(i^-2))``, ``y = ⟨1, x⟩ + ξ``, ``σ² = 1``."""
-    lam = power_law_spectrum(dim, 2.0)
+    problem = make_problem(dim)
     if role == "data":
-        return jnp.asarray(np.sqrt(lam), jnp.float32) * prng.normal(key, (rows, dim))
+        return problem.features(key, rows)
     # y ~ N(0, ‖w*‖²_H + σ²) exactly, with w* = 1 and σ² = 1.
-    return np.float32(math.sqrt(lam.sum() + 1.0)) * prng.normal(key, (rows, batch))
+    return np.float32(math.sqrt(problem.trace_H + 1.0)) * prng.normal(key, (rows, batch))
 
 
 def formats_table(
@@ -273,3 +275,27 @@ def formats_table(
             }
         )
     return pd.DataFrame(out)
+
+
+def rowwise(q):
+    """``q`` applied to each row of a matrix on its own, as the engine does at ``B = 1``.
+
+    Only per-tensor scaling depends on the rows quantized together, so any other quantizer is
+    returned as is.
+    """
+    if getattr(q, "scaling", None) != "tensor":
+        return q
+
+    @jax.jit
+    def apply(key, u):
+        keys = jax.vmap(lambda i: prng.derive(key, i))(jnp.arange(u.shape[0]))
+        return jax.vmap(lambda k, row: q(k, row[None])[0])(keys, u)
+
+    return apply
+
+
+def error_variance(q, X: jax.Array, seed: int) -> np.ndarray:
+    """``δ_i = E(Q(x)_i − x_i)²`` per coordinate (column), averaged over the rows of ``X``
+    (each row quantized on its own, :func:`rowwise`)."""
+    Xq = jax.jit(rowwise(q))(prng.key(seed), X)
+    return np.asarray(jnp.mean(jnp.square(Xq - X), axis=0), np.float64)

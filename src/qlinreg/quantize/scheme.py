@@ -21,7 +21,7 @@ from qlinreg.quantize.idealized import (
     NoQuant,
 )
 
-__all__ = ["KINDS", "ROLES", "Quantizer", "Scheme", "parse_quantizer", "register_kind"]
+__all__ = ["ROLES", "Quantizer", "Scheme", "parse_quantizer", "register_kind"]
 
 ROLES = ("data", "labels", "params", "activations", "grads")
 
@@ -69,8 +69,6 @@ register_kind("none", _none)
 for _cls in (Additive, Multiplicative, MultiplicativeElementwise):
     register_kind(_cls.kind, _scaled(_cls))
 
-KINDS = _KINDS  # the live registry: number formats add their names on import
-
 
 def parse_quantizer(text: str) -> Quantizer:
     """``KIND[:ARGS]`` → quantizer, e.g. ``additive:0.01`` or ``multiplicative:1e-3:uniform``."""
@@ -105,9 +103,14 @@ class Scheme:
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> Scheme:
-        """Build from ``ROLE=KIND[:ARGS]`` strings, applied in order (``all=`` first is usual)."""
-        scheme = cls()
+        """Build from ``ROLE=KIND[:ARGS]`` strings: each role at most once; ``all=`` at most
+        once and first, the roles after it overriding it (``all=int8 params=none``)."""
+        scheme, seen = cls(), {}
         for spec in specs:
+            if not isinstance(spec, str):
+                raise ValueError(
+                    f"quant: each entry must be a 'ROLE=KIND:EPS' string, got {spec!r}"
+                )
             role, eq, qtext = spec.partition("=")
             role = role.strip()
             if not eq or not qtext.strip():
@@ -119,6 +122,15 @@ class Scheme:
                 raise ValueError(
                     f"unknown role {role!r} in {spec!r}; allowed: {', '.join(ROLES)}, all"
                 )
+            if role in seen:
+                raise ValueError(
+                    f"quant: role {role!r} is given twice ({seen[role]!r} and {spec!r}); "
+                    "give each role once"
+                )
+            if role == "all" and seen:
+                before = ", ".join(map(repr, seen.values()))
+                raise ValueError(f"quant: {spec!r} must come first: it would override {before}")
+            seen[role] = spec
             q = parse_quantizer(qtext)
             scheme = cls.all(q) if role == "all" else replace(scheme, **{role: q})
         return scheme
@@ -139,7 +151,3 @@ class Scheme:
         if len(values) == 1:
             return f"all={values.pop()}"
         return ", ".join(f"{r}={lab}" for r, lab in labels.items() if lab != "none")
-
-    @property
-    def is_full_precision(self) -> bool:
-        return all(isinstance(q, NoQuant) for _, q in self.items())

@@ -14,12 +14,14 @@ from qlinreg.theory.quantized_data import (
     H_q,
     approx_err,
     approx_err_clean,
+    approx_err_floors,
     data_noise_diag,
     estimate_H_q,
     has_closed_form,
     k_star,
     quantized_input_risk,
     quantized_spectrum,
+    surrogate,
     w_star_q,
 )
 
@@ -28,6 +30,7 @@ __all__ = [
     "H_q",
     "approx_err",
     "approx_err_clean",
+    "approx_err_floors",
     "bound",
     "data_noise_diag",
     "estimate_H_q",
@@ -42,6 +45,7 @@ __all__ = [
     "quantized_spectrum",
     "second_moment_radius",
     "sigma_G2",
+    "surrogate",
     "theorem",
     "w_star_q",
 ]

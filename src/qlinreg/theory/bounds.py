@@ -27,7 +27,7 @@ import pandas as pd
 
 from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, run_config
 from qlinreg.problem import Problem, power_law_spectrum
-from qlinreg.quantize.idealized import Additive, Multiplicative, MultiplicativeElementwise, NoQuant
+from qlinreg.quantize.idealized import error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.quantized_data import H_q, approx_err, approx_err_clean, k_star, w_star_q
 
@@ -47,16 +47,8 @@ ROLES_NOISE = ("labels", "activations", "params", "grads")
 
 def _eps(role: str, q) -> tuple[float, float, bool]:
     """``(additive ε, multiplicative ε, rank-one?)`` of an idealized quantizer."""
-    if isinstance(q, NoQuant):
-        return 0.0, 0.0, False
-    if isinstance(q, Additive):
-        return float(q.eps), 0.0, False
-    if isinstance(q, Multiplicative | MultiplicativeElementwise):
-        return 0.0, float(q.eps), isinstance(q, Multiplicative)
-    raise TypeError(
-        f"the bounds are stated for the idealized quantizers; {role} has {q!r} "
-        f"(measure its ε and use an idealized model of it)"
-    )
+    m = error_moments(q, role)
+    return m.add, m.mult, m.rank1 > 0
 
 
 def theorem(scheme: Scheme) -> str:
@@ -66,10 +58,10 @@ def theorem(scheme: Scheme) -> str:
     rank-one multiplicative, ``"Thm 4.1"`` otherwise (mixed kinds, elementwise multiplicative,
     or full precision — where it is Zou et al.'s bound).
     """
-    kinds = {type(q) for _, q in scheme.items() if not isinstance(q, NoQuant) and q.eps > 0}
-    if kinds == {Additive}:
+    kinds = {m.kind for m in (error_moments(q, r) for r, q in scheme.items()) if m.eps > 0}
+    if kinds == {"additive"}:
         return "Cor 4.1"
-    if kinds == {Multiplicative}:
+    if kinds == {"multiplicative"}:
         return "Thm 4.2"
     return "Thm 4.1"
 

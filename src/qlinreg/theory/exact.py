@@ -24,52 +24,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
-from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, run_config
+from qlinreg.algorithm import AVERAGES, SGDConfig, check_checkpoints, check_run, run_config
 from qlinreg.problem import Problem
-from qlinreg.quantize.idealized import Additive, Multiplicative, MultiplicativeElementwise, NoQuant
+from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.quantized_data import H_q, approx_err, w_star_q
 
-__all__ = ["AVERAGES", "ExactResult", "exact_risk", "second_moment_radius"]
-
-AVERAGES = ("polyak", "tail", "last")
-
-# Fourth moment E[ζ⁴] of the unit-variance noise laws of qlinreg.quantize.idealized.
-_NOISE_MU4 = {"gaussian": 3.0, "uniform": 9.0 / 5.0}
-
-
-@dataclass(frozen=True)
-class _RoleEps:
-    """ε of one role's quantizer, split by error structure (0 where it does not apply).
-
-    ``add``: additive; ``mult``: multiplicative of either kind (they agree on the diagonal of
-    the error covariance); ``rank1``: rank-one multiplicative only (one scale per vector,
-    which correlates the ``B`` entries of a batch vector); ``mu4``: ``E[ζ⁴]`` of the noise.
-    """
-
-    add: float = 0.0
-    mult: float = 0.0
-    rank1: float = 0.0
-    mu4: float = 3.0
-    kind: str = "none"
-
-
-def _role_eps(role: str, q) -> _RoleEps:
-    if isinstance(q, NoQuant):
-        return _RoleEps()
-    if not isinstance(q, Additive | Multiplicative | MultiplicativeElementwise):
-        raise TypeError(
-            f"exact_risk needs an idealized quantizer (none, additive, multiplicative, "
-            f"multiplicative_elementwise) on every role; {role} has {q!r}. "
-            f"Use qlinreg.simulate for number formats."
-        )
-    eps, mu4 = float(q.eps), _NOISE_MU4[q.noise]
-    if isinstance(q, Additive):
-        return _RoleEps(add=eps, mu4=mu4, kind=q.kind)
-    if isinstance(q, Multiplicative):
-        return _RoleEps(mult=eps, rank1=eps, mu4=mu4, kind=q.kind)
-    return _RoleEps(mult=eps, mu4=mu4, kind=q.kind)
+__all__ = ["ExactResult", "exact_risk", "second_moment_radius"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +56,7 @@ class _DataMoments:
     Gy: np.ndarray
 
 
-def _data_moments(problem: Problem, q, eps: _RoleEps) -> _DataMoments:
+def _data_moments(problem: Problem, q, eps: ErrorMoments) -> _DataMoments:
     """Closed forms of :class:`_DataMoments` for each data quantizer (docs/theory.md §3)."""
     lam, ws, s2 = problem.spectrum, problem.w_star, problem.noise
     h, u = H_q(problem, q), w_star_q(problem, q)
@@ -128,7 +91,9 @@ def _data_moments(problem: Problem, q, eps: _RoleEps) -> _DataMoments:
     return _DataMoments(h=h, u=u, pi=pi, D=D, beta=beta, eta=eta, Ge=Ge, Gy=Gy)
 
 
-def _second_moment_map(dm: _DataMoments, r: dict[str, _RoleEps], lr: float, B: int, m, p, hp, sm):
+def _second_moment_map(
+    dm: _DataMoments, r: dict[str, ErrorMoments], lr: float, B: int, m, p, hp, sm
+):
     """``p_{t+1}`` from ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨Hw*, m_t⟩``.
 
     The one place where the quantizers' moments enter (docs/theory.md §4): ``diag`` is
@@ -175,7 +140,7 @@ class _Recursion:
 
 
 def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recursion, _DataMoments]:
-    r = {role: _role_eps(role, q) for role, q in scheme.items()}
+    r = {role: error_moments(q, role) for role, q in scheme.items()}
     dm = _data_moments(problem, scheme.data, r["data"])
     d, z = problem.d, np.zeros(problem.d)
 
@@ -205,18 +170,20 @@ def _radius(rec: _Recursion) -> float:
     above max α of ``Σ_i k_i λ^(q)_i / (x − α_i) = 1``.
     """
     kh, alpha = rec.k * rec.h, rec.alpha
+    top, total = float(alpha.max()), float(kh.sum())
+    gap = top - alpha  # ≥ 0, exact where α_i = max α
 
-    def secular(x: float) -> float:  # decreasing on (max α, ∞), < 0 beyond max α + Σ kh
-        return float(np.sum(kh / (x - alpha))) - 1.0
+    def secular(t: float) -> float:  # at x = max α + t: decreasing in t > 0, ≤ 0 at t = Σ kh
+        return float(np.sum(kh / (gap + t))) - 1.0
 
-    lo = float(alpha.max())
-    hi = lo + 2 * float(kh.sum())
-    for _ in range(200):  # bisection down to float64 resolution
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if secular(mid) > 0 else (lo, mid)
-    return max(hi, abs(float(alpha.min())), float(np.abs(rec.a).max()))
+    root = top
+    if total > 0:
+        lo = total * 2.0**-60
+        if secular(lo) > 0:
+            root = top + brentq(secular, lo, total, xtol=1e-300, rtol=4 * np.finfo(float).eps)
+        else:  # the root lies within 2^-60·Σ kh of max α
+            root = top + lo
+    return max(root, abs(float(alpha.min())), float(np.abs(rec.a).max()))
 
 
 def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> float:

@@ -26,25 +26,26 @@ import numpy as np
 import pandas as pd
 
 from qlinreg import prng
-from qlinreg.problem import Problem
+from qlinreg.problem import Problem, draw_features
 from qlinreg.quantize.idealized import (
     Additive,
     Idealized,
-    Multiplicative,
     MultiplicativeElementwise,
-    NoQuant,
+    error_moments,
 )
 
 __all__ = [
     "H_q",
     "approx_err",
     "approx_err_clean",
+    "approx_err_floors",
     "data_noise_diag",
     "estimate_H_q",
     "has_closed_form",
     "k_star",
     "quantized_input_risk",
     "quantized_spectrum",
+    "surrogate",
     "w_star_q",
 ]
 
@@ -55,17 +56,10 @@ def has_closed_form(q) -> bool:
 
 
 def data_noise_diag(q, spectrum: np.ndarray) -> np.ndarray:
-    """``δ``: diagonal of ``E[(Q_d(x) − x)(Q_d(x) − x)ᵀ]`` for ``x ~ N(0, diag(spectrum))``."""
+    """``δ``: diagonal of ``E[(Q_d(x) − x)(Q_d(x) − x)ᵀ]`` for ``x ~ N(0, diag(spectrum))``:
+    ``ε_add + ε_mult·λ_i`` (:meth:`~qlinreg.quantize.idealized.ErrorMoments.noise_diag`)."""
     lam = np.asarray(spectrum, dtype=np.float64)
-    if isinstance(q, NoQuant):
-        return np.zeros_like(lam)
-    if isinstance(q, Additive):
-        return np.full_like(lam, float(q.eps))
-    if isinstance(q, Multiplicative | MultiplicativeElementwise):
-        return float(q.eps) * lam
-    raise TypeError(
-        f"no closed-form H^(q) for data quantizer {q!r}; estimate it from samples instead"
-    )
+    return np.broadcast_to(error_moments(q, "data").noise_diag(lam), lam.shape).copy()
 
 
 def H_q(problem: Problem, q) -> np.ndarray:
@@ -78,16 +72,45 @@ def w_star_q(problem: Problem, q) -> np.ndarray:
     return problem.spectrum / H_q(problem, q) * problem.w_star
 
 
+def _approx_terms(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
+    """Per-coordinate ApproxErr terms for data noise ``δ``: quantized inputs
+    ``½ λ_i w*_i² δ_i/(λ_i+δ_i)``, clean inputs ``½ λ_i w*_i² (δ_i/(λ_i+δ_i))²``."""
+    lam, w2, delta = (np.asarray(a, np.float64) for a in (spectrum, np.square(w_star), delta))
+    shrink = delta / (lam + delta)
+    quantized = 0.5 * lam * w2 * shrink
+    return quantized, quantized * shrink
+
+
 def approx_err(problem: Problem, q) -> float:
     """ApproxErr in the quantized-input convention: ``R_q(w*^(q))``."""
-    lam = problem.spectrum
-    delta = data_noise_diag(q, lam)
-    return float(0.5 * np.sum(lam * delta / (lam + delta) * problem.w_star**2))
+    delta = data_noise_diag(q, problem.spectrum)
+    return float(_approx_terms(problem.spectrum, problem.w_star, delta)[0].sum())
 
 
 def approx_err_clean(problem: Problem, q) -> float:
     """ApproxErr in the clean-input convention: ``½‖w*^(q) − w*‖²_H``."""
-    return float(problem.excess_risk(w_star_q(problem, q)))
+    delta = data_noise_diag(q, problem.spectrum)
+    return float(_approx_terms(problem.spectrum, problem.w_star, delta)[1].sum())
+
+
+def approx_err_floors(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
+    """ApproxErr — the ``N → ∞`` risk — for per-coordinate data noise ``δ`` (e.g. a real
+    format's measured error variance), for every leading dimension: element ``d − 1`` is the
+    ApproxErr of the first ``d`` coordinates, quantized and clean conventions. Exact when the
+    noise is unbiased and uncorrelated across coordinates (``H^(q) = H + diag(δ)``)."""
+    quantized, clean = _approx_terms(spectrum, w_star, delta)
+    return np.cumsum(quantized), np.cumsum(clean)
+
+
+def surrogate(model: str, delta, problem: Problem):
+    """Idealized stand-in for a number format on ``problem``'s data, with the measured error
+    energy ``Σ δ_i``: ``Additive(mean δ)``, or ``MultiplicativeElementwise(Σ δ / tr H)`` if
+    ``model`` (what :func:`~qlinreg.quantize.measure_epsilon` prefers) is multiplicative.
+    Both reproduce ``tr H^(q)``."""
+    delta = np.asarray(delta, np.float64)
+    if model == "multiplicative":
+        return MultiplicativeElementwise(float(delta.sum()) / problem.trace_H)
+    return Additive(float(delta.mean()))
 
 
 def quantized_input_risk(w, spectrum, w_star, delta, rowsum=None):
@@ -109,7 +132,7 @@ def k_star(problem: Problem, q, steps: int, lr: float) -> int:
 def _sample_moments(key, sqrt_lam, q, rows: int, full: bool):
     """Sums of ``x̃_i²``, ``x̃_i⁴`` (and ``x̃ x̃ᵀ`` if ``full``) over ``rows`` quantized samples."""
     k_x, k_q = prng.derive(key, 0), prng.derive(key, 1)
-    xq = q(k_q, sqrt_lam * prng.normal(k_x, (rows, sqrt_lam.size), jnp.float32))
+    xq = q(k_q, draw_features(k_x, sqrt_lam, (rows, sqrt_lam.size), jnp.float32))
     sq = xq * xq
     gram = xq.T @ xq if full else jnp.zeros((0, 0), xq.dtype)
     return sq.sum(0), (sq * sq).sum(0), gram
