@@ -2,7 +2,7 @@
 """Bootstrap for a fresh machine with only Python ≥ 3.11 and pip.
 
     python3 make.py reproduce   # the main job: the paper's headline figures into results/
-    python3 make.py test        # the test suite
+    python3 make.py test        # lint (ruff check, ruff format --check), then the test suite
 
 Each command creates ``.venv`` next to this file (once), installs qlinreg with its test
 extras into it (again only when ``pyproject.toml`` changed), then runs. Extra arguments are
@@ -52,6 +52,12 @@ def main(argv: list[str]) -> int:
     if cmd == "reproduce":
         args = rest or ["--quick"]
         return subprocess.run([str(BIN / "qlinreg"), "reproduce", *args], cwd=ROOT).returncode
+    paths = ["src", "tests", "benchmarks", "make.py"]
+    for lint in (["check", "-q"], ["format", "--check", "-q"]):
+        code = subprocess.run([str(BIN / "ruff"), *lint, *paths], cwd=ROOT).returncode
+        if code:
+            print(f"ruff {lint[0]} failed: run .venv/bin/ruff {lint[0]} {' '.join(paths)}")
+            return code
     return subprocess.run([str(PY), "-m", "pytest", *rest], cwd=ROOT).returncode
 
 

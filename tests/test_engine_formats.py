@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import norm
 
 import qlinreg as ql
+from qlinreg import prng
 from qlinreg.quantize import FloatFormat, IntFormat, parse_quantizer
 
 PROBLEM = ql.make_problem(6, decay=1.0, noise=0.5)
@@ -105,3 +106,32 @@ def test_stochastic_rounding_of_stored_weights_avoids_stagnation():
     assert abs(stoch["risk_clean_mean"][0] - full["risk_clean_mean"][0]) < 4 * np.hypot(
         stoch["risk_clean_se"][0], full["risk_clean_se"][0]
     )
+
+
+def test_tensor_scaled_probes_are_quantized_in_batches_like_training():
+    # At B = 1 a per-tensor scale over one row is the per-vector scale: same run, same probes.
+    sgd = ql.SGDConfig(lr=0.1, steps=50)
+    kw = {"trials": 8, "seed": 2}
+    tensor = ql.simulate(PROBLEM, ql.Scheme.parse(["data=int4::tensor"]), sgd, **kw)
+    vector = ql.simulate(PROBLEM, ql.Scheme.parse(["data=int4"]), sgd, **kw)
+    np.testing.assert_array_equal(tensor.risk, vector.risk)
+    # At B = 4, with w0 = w* and a negligible step, the probe estimates R_q(w*) =
+    # ½E⟨w*, x − Q(x)⟩² with Q scaling each 4-row tensor; checked against a direct estimate,
+    # which differs clearly from the one with 64 rows per tensor (the old, biased grouping).
+    problem = ql.make_problem(16, decay=1.0)
+    q = parse_quantizer("int4::tensor")
+    sgd = ql.SGDConfig(lr=1e-9, steps=1, batch=4, w0=problem.w_star)
+    res = ql.simulate(problem, ql.Scheme(data=q), sgd, trials=256, seed=3)
+    got, got_se = res.summary()["risk_mean"][-1], res.summary()["risk_se"][-1]
+
+    def direct(rows: int, tensors: int):
+        X = problem.features(prng.key(9), rows * tensors).reshape(tensors, rows, problem.d)
+        keys = prng.derive(prng.key(10), np.arange(tensors, dtype=np.uint32))
+        e = np.asarray((X - jax.vmap(q)(keys, X)) @ problem.w_star, np.float64).ravel()
+        r = 0.5 * e**2
+        return r.mean(), r.std(ddof=1) / np.sqrt(r.size)
+
+    want, want_se = direct(4, 20_000)
+    joint, joint_se = direct(64, 1250)
+    assert abs(got - want) <= 4 * np.hypot(got_se, want_se)
+    assert abs(got - joint) > 8 * np.hypot(got_se, joint_se)

@@ -7,6 +7,7 @@ import pytest
 
 import qlinreg as ql
 from qlinreg import Additive, Multiplicative, MultiplicativeElementwise, NoQuant, Scheme
+from qlinreg.algorithm import AVERAGES
 from qlinreg.quantize import ROLES
 from qlinreg.theory import (
     H_q,
@@ -16,7 +17,7 @@ from qlinreg.theory import (
     second_moment_radius,
     w_star_q,
 )
-from qlinreg.theory.exact import AVERAGES, _recursion
+from qlinreg.theory.exact import _recursion
 
 KINDS = (Additive, Multiplicative, MultiplicativeElementwise)
 

@@ -5,6 +5,7 @@ output gradients (Zhang, Su, Zou, ICLR 2026), computes its excess risk, and comp
 paper's theory.
 """
 
+from qlinreg.pipeline import RunResult, RunSpec, run
 from qlinreg.problem import Problem, make_problem
 from qlinreg.quantize import (
     Additive,
@@ -24,6 +25,8 @@ __all__ = [
     "MultiplicativeElementwise",
     "NoQuant",
     "Problem",
+    "RunResult",
+    "RunSpec",
     "SGDConfig",
     "Scheme",
     "SimResult",
@@ -33,6 +36,7 @@ __all__ = [
     "make_problem",
     "parse_quantizer",
     "quantized_spectrum",
+    "run",
     "simulate",
 ]
 

@@ -81,7 +81,7 @@ MAX_STEPS = 2**31 - 1  # step counters are 32-bit (keys are derived from the ste
 # Work per compiled chunk (trials × B × d × steps): ~0.1–1 s on a 2-core CPU, so an interrupt
 # takes effect and finished checkpoints reach the caller about that often.
 _CHUNK_WORK = 1 << 26
-_CHUNK_STEPS = 1 << 13  # at most this many steps per chunk (cheap problems report as often)
+_CHUNK_STEPS = 1 << 10  # at most this many steps per chunk (cheap problems report as often)
 
 
 @dataclass(frozen=True)
