@@ -1,4 +1,9 @@
-"""Cost of the exact risk vs Monte Carlo at equal precision, and exact_risk at N = 10^6, d = 1000.
+"""Cost of the exact risk: closed form vs stepping over N and d, and vs Monte Carlo.
+
+Part 1 (``--part closed``): ``exact_risk`` with 40 checkpoints, all five roles
+multiplicative ε = 0.01 (stable at any d), λ_i = i^-2, γ = 0.1, B = 1: the closed form
+(``method="closed"``) at d = 10^4 for N = 10^3 … 10^12 next to the O(N·d) stepping
+(``method="step"``) where N·d ≤ ``--max-step-work``, and at N = 10^9 for d = 10^3 … 10^6.
 
 Paper setting: d = 200, λ_i = i^-2, w* = 1, σ² = 1, γ = 0.1, B = 1, N = 10^4, Polyak average,
 quantized-input risk, the Q1 schemes. Monte Carlo (``qlinreg.simulate``, float32, shortcuts on)
@@ -9,7 +14,9 @@ full-precision risk; paired runs sharing seeds, which favours Monte Carlo). Its 
 pilot's warm time per trial × ``T``. The exact risk has no sampling error. Times are warm
 (compilation excluded), best of ``--repeat``.
 
-    python benchmarks/bench_exact.py [--pilot T] [--repeat R] [--big-steps N]
+Part 2 (``--part mc``): the exact risk vs Monte Carlo at equal precision (below).
+
+    python benchmarks/bench_exact.py [--part closed|mc|both] [--max-dim D] [--pilot T] …
 """
 
 from __future__ import annotations
@@ -48,14 +55,35 @@ def trials_for(values: np.ndarray) -> int:
     return max(1, int(np.ceil(np.max((sd[keep] / (0.01 * mean[keep])) ** 2))))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pilot", type=int, default=200, help="Monte Carlo pilot trials")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=10_000)
-    ap.add_argument("--big-steps", type=int, default=1_000_000)
-    ap.add_argument("--big-dim", type=int, default=1000)
-    args = ap.parse_args()
+def closed_vs_step(args) -> None:
+    scheme = Scheme.all(Multiplicative(0.01))
+
+    def curve(d: int, N: int, method: str) -> tuple[float, float]:
+        problem = ql.make_problem(d)
+        ck = np.unique(np.geomspace(1, N, 40).astype(np.int64))
+        sgd = ql.SGDConfig(0.1, N)
+        exact_risk(problem, scheme, ql.SGDConfig(0.1, 200), [100, 200], method=method)  # compile
+        t, res = timed(lambda: exact_risk(problem, scheme, sgd, ck, method=method), args.repeat)
+        return t, float(res.exact_risk[-1])
+
+    print("closed form vs stepping, 40 checkpoints, all multiplicative 0.01, γ = 0.1, B = 1")
+    head = f"{'d':>8} {'N':>8} {'closed':>9} {'stepping':>9} {'ratio':>8} {'risk(N)':>10}"
+    head += f" {'|Δ|/risk':>9}"
+    print(head)
+    print("-" * len(head))
+    rows = [(10**4, 10**k) for k in (3, 6, 9, 12)]
+    rows += [(10**k, 10**9) for k in range(3, 7) if 10**k <= args.max_dim and k != 4]
+    for d, N in rows:
+        t_c, r_c = curve(d, N, "closed")
+        if N * d <= args.max_step_work:
+            t_s, r_s = curve(d, N, "step")
+            step = f"{t_s:8.2f}s {t_s / t_c:7.1f}× {r_c:10.6g} {abs(r_c - r_s) / r_s:9.1e}"
+        else:
+            step = f"{'—':>9} {'—':>8} {r_c:10.6g} {'—':>9}"
+        print(f"{d:8.0e} {N:8.0e} {t_c:8.2f}s {step}")
+
+
+def monte_carlo(args) -> None:
     N = args.steps
     problem = ql.make_problem(200)
     sgd = ql.SGDConfig(lr=0.1, steps=N)
@@ -96,16 +124,26 @@ def main() -> None:
             f"{n_curve * per_trial / t_ex:6.0f}× {pen_x}"
         )
 
-    big = ql.make_problem(args.big_dim)
-    big_sgd = ql.SGDConfig(lr=0.1, steps=args.big_steps)
-    scheme = Scheme.all(Additive(0.01))
-    t_cold, _ = timed(lambda: exact_risk(big, scheme, big_sgd), 1)
-    t_big, res = timed(lambda: exact_risk(big, scheme, big_sgd), args.repeat)
-    print(
-        f"\nexact_risk, d = {args.big_dim}, N = {args.big_steps:.0e}, all additive 0.01, "
-        f"{len(res.steps)} checkpoints: {t_big:.2f} s warm ({t_cold:.2f} s cold); "
-        f"{t_big / args.big_steps / args.big_dim * 1e9:.1f} ns per step·coordinate"
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("closed", "mc", "both"), default="both")
+    ap.add_argument("--pilot", type=int, default=200, help="Monte Carlo pilot trials")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10_000, help="N of the Monte Carlo part")
+    ap.add_argument("--max-dim", type=int, default=10**6, help="largest d of the closed part")
+    ap.add_argument(
+        "--max-step-work",
+        type=float,
+        default=1.1e10,
+        help="stepping only where N·d is at most this",
     )
+    args = ap.parse_args()
+    if args.part in ("closed", "both"):
+        closed_vs_step(args)
+    if args.part in ("mc", "both"):
+        print()
+        monte_carlo(args)
 
 
 if __name__ == "__main__":

@@ -629,3 +629,77 @@ def test_real_format_closer_to_paper_model_by_factor_2(fmt, fit, ok):
     assert f"like the {expected} model" in claims[2].claim
     assert f"additive model {fit['additive']:.3g}" in claims[2].measured
     assert "1.05, 1.05, 1.05, 1.05" in claims[2].measured  # λ̂^(q)/λ̂ at i = 1, 10, 100, 200
+
+
+# ------------------------------------------------------------------- long run and large d
+
+
+def _long_frame(scale_add: float, scale_mul: float):
+    """Long-horizon rows (d = 4, ε = 0.01): each penalty = floor × scale (FP risk 0.001)."""
+    from qlinreg.problem import make_problem
+    from qlinreg.quantize import Additive, Multiplicative
+    from qlinreg.theory import approx_err, approx_err_clean
+
+    p, rows = make_problem(4), []
+    for model, cls, scale in (
+        ("additive", Additive, scale_add),
+        ("multiplicative", Multiplicative, scale_mul),
+    ):
+        q = cls(0.01)
+        rows.append({"model": model, "eps": 0.01, "d": 4, "step": 10**8, "horizon": "long",
+                     "exact_risk": 1e-3 + scale * approx_err(p, q),
+                     "exact_risk_clean": 1e-3 + scale * approx_err_clean(p, q)})  # fmt: skip
+    rows.append({"model": "additive", "eps": 0.0, "d": 4, "step": 10**8, "horizon": "long",
+                 "exact_risk": 1e-3, "exact_risk_clean": 1e-3})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    ("add", "mul", "ok"),
+    [(1.0, 1.0, True), (1.09, 0.91, True), (1.11, 1.0, False), (1.0, 0.89, False)],
+)
+def test_long_run_penalty_within_10_percent_of_approx_err(add, mul, ok):
+    from qlinreg.experiments.paper import long_run_claims
+
+    claims = long_run_claims(_long_frame(add, mul), "paper_q1")
+    assert [c.convention for c in claims] == ["quantized", "clean"] and held(claims) == [ok, ok]
+
+
+def _large_d_frame(add_pen, add_floor, mul_pen, radius=(0.99, 1.01), clean=None):
+    dims = [10**k for k in range(2, 2 + len(add_pen))]
+    rows = []
+    for source in ("w* = 1", "w*_i = i^-1"):
+        for i, d in enumerate(dims):
+            r = radius[0] if i == 0 else radius[1] if i == len(dims) - 1 else 0.995
+            for scheme, pen, floor in (("additive", add_pen[i], add_floor[i]),
+                                       ("multiplicative", mul_pen[i], 0.001)):  # fmt: skip
+                cp = pen if clean is None else clean[i]
+                rows.append({"source": source, "d": d, "scheme": scheme, "step": 10**6,
+                             "radius_at_0.1": r, "penalty": pen, "penalty_clean": cp,
+                             "approx_err": floor, "approx_err_clean": floor})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_large_d_verdicts():
+    from qlinreg.experiments.large_d import large_d_claims
+
+    grows = [0.07, 0.08, 0.1, 0.15]  # ×2.14
+    good = large_d_claims(_large_d_frame(grows, [0.07, 0.075, 0.076, 0.076], [8e-3] * 4))
+    assert all(held(good)) and len(good) == 9
+    assert "unstable from d = 10000" in good[0].measured
+    stable = large_d_claims(_large_d_frame(grows, [0.07] * 4, [8e-3] * 4, radius=(0.99, 0.999)))
+    assert not stable[0].held
+    weak = large_d_claims(_large_d_frame([0.07, 0.08, 0.1, 0.139], [0.07] * 4, [8e-3] * 4))
+    assert held(weak)[1] is False  # ×1.99 < 2
+    bumpy = large_d_claims(_large_d_frame([0.07, 0.2, 0.1, 0.3], [0.07] * 4, [8e-3] * 4))
+    assert held(bumpy)[1] is False  # not increasing
+    floor_grows = large_d_claims(_large_d_frame(grows, [0.07, 0.08, 0.085, 0.0841], [8e-3] * 4))
+    assert held(floor_grows)[1] is False  # ApproxErr ×1.201 > 1.2
+    mult = large_d_claims(_large_d_frame(grows, [0.07] * 4, [8e-3, 8.7e-3, 8.79e-3, 8e-3]))
+    assert held(mult)[2] is True  # max/min 1.099
+    mult = large_d_claims(_large_d_frame(grows, [0.07] * 4, [8e-3, 8.7e-3, 8.81e-3, 8e-3]))
+    assert held(mult)[2] is False  # 1.101
+    clean = large_d_claims(
+        _large_d_frame(grows, [0.07] * 4, [8e-3] * 4, clean=[0.03, 0.02, 0.04, 0.05])
+    )
+    assert held(clean)[1] is True and held(clean)[3] is False  # conventions judged apart

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import qlinreg as ql
 import qlinreg.sweep
 from qlinreg.cli import app
 
@@ -78,6 +79,35 @@ def test_theory_only_run(tmp_path):
     df = pd.read_parquet(out / "risk.parquet")
     assert df["risk_mean"].isna().all() and df["exact_risk"].notna().all()
     assert (df["trials"] == 0).all()
+
+
+def test_theory_command_at_huge_n(tmp_path):
+    out = tmp_path / "t"
+    args = ["theory", "--dim", "50", "--steps", str(10**12), "-q", "all=multiplicative:0.01",
+            "--bound", "--out", str(out)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "theory.parquet")
+    assert df["step"].max() == 10**12
+    assert list(df["step"]) == list(ql.geometric_checkpoints(10**12))  # ~10 per decade
+    assert df["exact_risk"].notna().all() and df["bound"].notna().all()
+    assert df["risk_mean"].isna().all() and (df["trials"] == 0).all()
+    assert (out / "theory.png").exists() and (out / "theory.csv").exists()
+
+
+def test_schedule_options(tmp_path):
+    out = tmp_path / "s"
+    res = runner.invoke(
+        app, ["run", *SMALL, "--schedule", "101:0.05", "--exact", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    df = pd.read_parquet(out / "risk.parquet")
+    assert (df["lr_schedule"] == "101:0.05").all() and df["exact_risk"].notna().all()
+    res = runner.invoke(app, ["run", *SMALL, "--step-decay", "0.5", "--exact", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (
+        pd.read_parquet(out / "risk.parquet")["lr_schedule"].iloc[0].startswith("38:0.05;75:0.025;")
+    )  # ⌈300/log2 300⌉ = 37
 
 
 def test_store_weights_option(tmp_path):
@@ -203,6 +233,13 @@ BAD_INPUTS = [
     (_args("run", "--quant", "data=float:0.1", "--out", "{d}/out"), "unknown quantizer kind"),
     (_args("run", "--average", "mean", "--out", "{d}/out"), "'mean' is not one of"),
     (_args("run", "--dim", "abc", "--out", "{d}/out"), "Invalid value for '--dim'"),
+    (_args("run", "--schedule", "5:abc", "--out", "{d}/out"), "STEP must be an integer and LR"),
+    (_args("run", "--schedule", "50000:0.1", "--out", "{d}/out"), "schedule steps must increase"),
+    (_args("run", "--step-decay", "2", "--out", "{d}/out"), "factor must be a number in (0, 1)"),
+    (_args("run", "--step-decay", "0.5", "--bound", "--out", "{d}/out"), "constant step size"),
+    (_args("run", "--step-decay", "0.5", "--schedule", "9:0.1", "--out", "{d}/out"), "not both"),
+    (_args("theory", "--trials", "5", "--out", "{d}/out"), "--trials does not apply"),
+    (_args("theory", "--lr", "3", "--steps", str(10**12), "--out", "{d}/out"), "unstable"),
     (_args("run", "--out", f"{{d}}/{FILE}"), "is a file, not a folder"),
     (_args("run", "--out", f"{{d}}/{FILE}/sub"), "a part of that path is a file"),
     (_toml('lr = "0.1"\nout = "{d}/out"'), "lr must be a number, got '0.1'"),

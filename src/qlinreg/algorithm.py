@@ -7,7 +7,7 @@ together with the checkpoint grid both report on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, get_args
 
 import numpy as np
@@ -37,10 +37,10 @@ def positive_int(name: str, value, *, low: int = 1) -> int:
 
 @dataclass(frozen=True, eq=False)
 class SGDConfig:
-    """Constant-step-size one-pass SGD (SPEC §2).
+    """One-pass SGD (SPEC §2) with a constant or piecewise-constant step size.
 
     Attributes:
-        lr: step size ``γ`` (> 0).
+        lr: step size ``γ`` (> 0); with a ``schedule``, the step size of the first steps.
         steps: number of steps ``N`` (≥ 1); ``N·B`` samples are used once each.
         batch: batch size ``B`` (≥ 1).
         average: ``"polyak"`` (``w̄_N = (1/N) Σ_{t=0}^{N-1} w_t``), ``"tail"`` (average of
@@ -49,6 +49,8 @@ class SGDConfig:
         storage: quantizer applied to ``w_t`` after every update (low-precision weight
             storage, beyond the paper), e.g. ``parse_quantizer("bf16:nearest_even")``; ``None``
             keeps full precision (SPEC §2).
+        schedule: ``((t, γ_t), …)``: from update ``t`` on (``2 ≤ t ≤ N``, increasing) the step
+            size is ``γ_t``; empty: constant ``lr``. See :meth:`step_decay`.
     """
 
     lr: float
@@ -57,6 +59,7 @@ class SGDConfig:
     average: Average = "polyak"
     w0: np.ndarray | None = None
     storage: Quantizer | None = None
+    schedule: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         try:
@@ -80,6 +83,58 @@ class SGDConfig:
             object.__setattr__(self, "storage", None)
         if self.storage is not None and not callable(self.storage):
             raise TypeError(f"storage must be a quantizer or None, got {self.storage!r}")
+        object.__setattr__(self, "schedule", self._checked_schedule())
+
+    def _checked_schedule(self) -> tuple[tuple[int, float], ...]:
+        out, last = [], 1
+        for item in self.schedule:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise ValueError(f"schedule entries must be (step, lr) pairs, got {item!r}")
+            t = positive_int("schedule step", item[0], low=2)
+            if t <= last or t > self.steps:
+                raise ValueError(
+                    f"schedule steps must increase and lie in [2, steps (N) = {self.steps}], "
+                    f"got {t} after {last}"
+                )
+            lr = item[1]
+            if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating):
+                raise ValueError(f"schedule lr must be a number > 0, got {lr!r}")
+            if not math.isfinite(lr) or lr <= 0:
+                raise ValueError(f"schedule lr (γ) must be a finite number > 0, got {lr!r}")
+            out.append((t, float(lr)))
+            last = t
+        return tuple(out)
+
+    @classmethod
+    def step_decay(
+        cls, lr: float, steps: int, factor: float = 0.5, every: int | None = None, **kw
+    ) -> SGDConfig:
+        """Geometric step decay: ``γ`` times ``factor`` every ``every`` steps (default
+        ``⌈N / log₂ N⌉``: about log₂ N phases, as in the last-iterate SGD literature)."""
+        steps = positive_int("steps (N)", steps)
+        if isinstance(factor, bool) or not (isinstance(factor, int | float) and 0 < factor < 1):
+            raise ValueError(f"step decay factor must be a number in (0, 1), got {factor!r}")
+        every = every or max(1, math.ceil(steps / max(1.0, math.log2(steps))))
+        every = positive_int("step decay every", every)
+        schedule = tuple((1 + j * every, float(lr) * factor**j) for j in range(1, steps))
+        return cls(lr, steps, schedule=tuple(p for p in schedule if p[0] <= steps), **kw)
+
+    def segments(self) -> list[tuple[int, int, float]]:
+        """Constant-step pieces ``(T0, T1, γ)``: updates ``T0+1 … T1`` (iterates ``w_{T0} →
+        w_{T1}``) use ``γ``; they cover ``0 … N``."""
+        starts = [(1, self.lr), *self.schedule]
+        ends = [t for t, _ in self.schedule] + [self.steps + 1]
+        return [(t - 1, end - 1, lr) for (t, lr), end in zip(starts, ends, strict=True)]
+
+    def lr_at(self, t: np.ndarray) -> np.ndarray:
+        """The step size of updates ``t`` (1-based; values past ``N`` get the last one)."""
+        steps = np.array([1] + [s for s, _ in self.schedule])
+        lrs = np.array([self.lr] + [g for _, g in self.schedule])
+        return lrs[np.searchsorted(steps, np.asarray(t), side="right") - 1]
+
+    def with_lr(self, lr: float) -> SGDConfig:
+        """The same configuration with the constant step size ``lr`` (no schedule)."""
+        return replace(self, lr=lr, schedule=())
 
     def initial(self, d: int) -> np.ndarray:
         """``w_0`` as a length-``d`` array."""
@@ -131,6 +186,7 @@ def run_config(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> dict:
         **problem.describe(),
         **{f"quant_{r}": lab for r, lab in scheme.labels_by_role().items()},
         "lr": sgd.lr,
+        "lr_schedule": ";".join(f"{t}:{g:g}" for t, g in sgd.schedule) or "constant",
         "batch": sgd.batch,
         "steps_total": sgd.steps,
         "average": sgd.average,

@@ -9,6 +9,7 @@ written).
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from enum import Enum
@@ -155,6 +156,17 @@ def run(
         bool | None,
         typer.Option("--bound", help="Add the paper's bound (unit constants; Polyak average)."),
     ] = None,
+    schedule: Annotated[
+        list[str] | None,
+        typer.Option(help="STEP:LR, repeatable: step size LR from update STEP on."),
+    ] = None,
+    step_decay: Annotated[
+        float | None,
+        typer.Option(help="Multiply γ by this factor every --decay-every steps (in (0, 1))."),
+    ] = None,
+    decay_every: Annotated[
+        int | None, typer.Option(help="Steps between decays (default ⌈N / log2 N⌉).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -163,24 +175,50 @@ def run(
     The tables are rewritten as checkpoints complete, with status = interrupted and the step
     reached until the run ends (ok), diverges (exit 3) or is interrupted (exit 130).
     """
+    _run_command(locals(), theory=False)
+
+
+@app.command(
+    "theory",
+    help="Exact expected risk only (no Monte Carlo), at any N: OUT/theory.parquet, "
+    "OUT/theory.csv, OUT/theory.png. The options of run; --bound adds the bound. Cost does "
+    "not grow with N (closed form, docs/theory.md §9).",
+)
+@functools.wraps(run)
+def theory(**options) -> None:
+    _run_command(options, theory=True)
+
+
+_MONTE_CARLO_ONLY = {"trials": "--trials", "dtype": "--dtype", "literal": "--literal/--fast"}
+
+
+def _run_command(options: dict, *, theory: bool) -> None:
+    """``qlinreg run`` (Monte Carlo, plus theory with --exact/--bound) or ``qlinreg theory``."""
     from qlinreg.config import run_options
     from qlinreg.files import prepare_dir
     from qlinreg.pipeline import QuantizationWarning
     from qlinreg.pipeline import run as run_pipeline
 
-    given = {
-        "dim": dim, "spectrum": spectrum, "decay": decay, "w_star": w_star, "source": source,
-        "noise": noise, "batch": batch, "lr": lr, "steps": steps, "average": average,
-        "trials": trials, "seed": seed, "dtype": dtype, "literal": literal,
-        "quant": quant or None, "storage": storage, "exact": exact, "bound": bound,
-        "out": None if out is None else str(out),
-    }  # fmt: skip
-    cfg, out_dir = _checked(run_options, config, given)
+    given = dict(options)
+    config, progress = given.pop("config"), given.pop("progress")
+    given["quant"] = given["quant"] or None
+    given["schedule"] = given["schedule"] or None
+    given["out"] = None if given["out"] is None else str(given["out"])
+    if theory:
+        for key, flag in _MONTE_CARLO_ONLY.items():
+            if given[key] is not None:
+                _fail(f"theory: {flag} does not apply (no Monte Carlo); use qlinreg run")
+        given.update(trials=0, exact=True)
+    default_out = "results/theory" if theory else "results/run"
+    cfg, out_dir = _checked(run_options, config, given, default_out)
     spec = _checked(cfg.spec)
     _checked(prepare_dir, out_dir, "out")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", QuantizationWarning)  # printed below, once
-        result = run_pipeline(spec, out=out_dir, progress=progress and sys.stderr.isatty())
+        result = run_pipeline(
+            spec, out=out_dir, progress=progress and sys.stderr.isatty(),
+            stem="theory" if theory else "risk",
+        )  # fmt: skip
     _show_warnings(result.warnings)
     if result.status == "diverged":
         typer.echo(f"error: {result.message}", err=True)

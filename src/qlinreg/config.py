@@ -48,7 +48,9 @@ def _typed(name: str, kind: str, value):
 class RunConfig:
     """Every parameter of one run, as plain values (see ``qlinreg run --help``).
 
-    ``trials = 0`` with ``exact`` or ``bound`` computes the theory only.
+    ``trials = 0`` with ``exact`` or ``bound`` computes the theory only. A step-size schedule
+    is ``schedule = ["STEP:LR", …]`` (γ = LR from update STEP on) or ``step_decay = FACTOR``
+    (γ times FACTOR every ``decay_every`` steps; 0: ⌈N/log₂ N⌉).
     """
 
     dim: int = 200
@@ -70,12 +72,16 @@ class RunConfig:
     storage: str = "none"
     exact: bool = False
     bound: bool = False
+    schedule: tuple[str, ...] = field(default_factory=tuple)
+    step_decay: float = 0.0
+    decay_every: int = 0
 
     def __post_init__(self) -> None:
         quant = (self.quant,) if isinstance(self.quant, str) else self.quant
         if not isinstance(quant, list | tuple) or not all(isinstance(q, str) for q in quant):
             raise ValueError(f"quant must be a list of 'ROLE=KIND:EPS' strings, got {quant!r}")
         object.__setattr__(self, "quant", tuple(quant))
+        object.__setattr__(self, "schedule", tuple(_schedule_text(e) for e in self.schedule))
         for f in fields(self):
             if f.type in _KINDS:
                 object.__setattr__(self, f.name, _typed(f.name, f.type, getattr(self, f.name)))
@@ -97,13 +103,17 @@ class RunConfig:
         return Scheme.parse(self.quant)
 
     def sgd(self) -> SGDConfig:
-        return SGDConfig(
-            lr=self.lr,
-            steps=self.steps,
-            batch=self.batch,
-            average=self.average,
-            storage=parse_quantizer(self.storage),
-        )
+        kw = {"batch": self.batch, "average": self.average}
+        kw["storage"] = parse_quantizer(self.storage)
+        if self.step_decay:
+            if self.schedule:
+                raise ValueError("give either schedule or step_decay, not both")
+            every = positive_int("decay_every", self.decay_every, low=0) or None
+            return SGDConfig.step_decay(self.lr, self.steps, self.step_decay, every, **kw)
+        if self.decay_every:
+            raise ValueError("decay_every needs step_decay (the factor γ is multiplied by)")
+        schedule = tuple(_schedule_pair(e) for e in self.schedule)
+        return SGDConfig(lr=self.lr, steps=self.steps, schedule=schedule, **kw)
 
     def checkpoints(self) -> np.ndarray:
         return geometric_checkpoints(self.steps, self.checkpoints_per_decade)
@@ -119,7 +129,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["quant"] = list(self.quant)
+        d["quant"], d["schedule"] = list(self.quant), list(self.schedule)
         return d
 
     def digest(self) -> str:
@@ -139,6 +149,25 @@ class RunConfig:
                 f"allowed: {', '.join(sorted(allowed))}"
             )
         return cls(**data)
+
+
+def _schedule_text(entry) -> str:
+    """A schedule entry ``"STEP:LR"`` or ``[STEP, LR]`` as the text ``"STEP:LR"``."""
+    if isinstance(entry, list | tuple) and len(entry) == 2:
+        entry = f"{entry[0]}:{entry[1]}"
+    if not isinstance(entry, str) or entry.count(":") != 1:
+        raise ValueError(f"schedule entries must be 'STEP:LR' (e.g. '5001:0.05'), got {entry!r}")
+    return entry.strip()
+
+
+def _schedule_pair(text: str) -> tuple[int, float]:
+    step, lr = text.split(":")
+    try:
+        return int(step), float(lr)
+    except ValueError:
+        raise ValueError(
+            f"schedule entry {text!r}: STEP must be an integer and LR a number"
+        ) from None
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -36,9 +36,6 @@ __all__ = ["EXIT_CODES", "QuantizationWarning", "RunResult", "RunSpec", "run", "
 EXIT_CODES = {"ok": 0, "diverged": 3, "interrupted": 130}
 """Process exit status of the CLI per run status."""
 
-TABLES = ("risk.parquet", "risk.csv")
-FIGURE = "risk.png"
-
 
 class QuantizationWarning(UserWarning):
     """A configuration that runs but does not do what it seems to (e.g. a role left exact)."""
@@ -89,6 +86,10 @@ class RunSpec:
         object.__setattr__(self, "checkpoints", ck)
         if self.exact or self.bound:
             _check_theory(scheme, self.sgd, self.bound)
+        if self.exact:
+            from qlinreg.theory.exact import check_exact
+
+            check_exact(self.problem, scheme, self.sgd)
 
     @property
     def title(self) -> str:
@@ -124,6 +125,11 @@ def _check_theory(scheme: Scheme, sgd: SGDConfig, bound: bool) -> None:
             error_moments(q, role)
         except TypeError as exc:
             raise ValueError(f"exact/bound: {exc}") from None
+    if bound and sgd.schedule:
+        raise ValueError(
+            "bound: the paper's bound is stated for a constant step size; drop the schedule, "
+            "or use exact alone"
+        )
     if bound and sgd.average != "polyak":
         raise ValueError(
             f"bound: the paper's bound is stated for the Polyak average, not average = "
@@ -197,9 +203,9 @@ def _frame(spec: RunSpec, sim: SimResult | None, theory, status: str, reached: i
     return df
 
 
-def write_tables(df: pd.DataFrame, out: Path) -> list[Path]:
-    """``OUT/risk.parquet`` and ``OUT/risk.csv``, each written atomically."""
-    paths = [out / name for name in TABLES]
+def write_tables(df: pd.DataFrame, out: Path, stem: str = "risk") -> list[Path]:
+    """``OUT/STEM.parquet`` and ``OUT/STEM.csv``, each written atomically."""
+    paths = [out / f"{stem}.parquet", out / f"{stem}.csv"]
     write_atomic(paths[0], lambda p: df.to_parquet(p, index=False))
     write_atomic(paths[1], lambda p: df.to_csv(p, index=False))
     return paths
@@ -211,15 +217,16 @@ def run(
     out: str | Path | None = None,
     progress: bool = False,
     figure: bool = True,
+    stem: str = "risk",
     on_checkpoint: Callable[[pd.DataFrame], None] | None = None,
 ) -> RunResult:
     """Run ``spec``: theory columns, then Monte Carlo; returns a :class:`RunResult`.
 
     Divergence and interruption (Ctrl-C, SIGTERM) do not raise: the result's ``status`` says
     so and its table keeps every checkpoint that finished. With ``out`` the folder is checked
-    first and ``OUT/risk.parquet``, ``OUT/risk.csv`` (atomically, as checkpoints complete) and,
-    with ``figure``, ``OUT/risk.png`` are written. ``on_checkpoint`` receives each partial
-    table (status ``interrupted``) as chunks of steps complete.
+    first and ``OUT/STEM.parquet``, ``OUT/STEM.csv`` (atomically, as checkpoints complete) and,
+    with ``figure``, ``OUT/STEM.png`` are written (``stem``: ``risk``). ``on_checkpoint``
+    receives each partial table (status ``interrupted``) as chunks of steps complete.
     """
     if not isinstance(spec, RunSpec):
         raise TypeError(f"run needs a qlinreg.RunSpec, got {type(spec).__name__}")
@@ -228,14 +235,14 @@ def run(
     for note in notes:
         warnings.warn(note, QuantizationWarning, stacklevel=2)
     if folder is not None:
-        for name in (*TABLES, FIGURE):
-            (folder / name).unlink(missing_ok=True)  # never leave a previous run's files
+        for ext in ("parquet", "csv", "png"):
+            (folder / f"{stem}.{ext}").unlink(missing_ok=True)  # no previous run's files
     theory = _theory(spec)
 
     def partial(res: SimResult) -> None:
         df = _frame(spec, res, theory, "interrupted", res.reached)
         if folder is not None:
-            write_tables(df, folder)
+            write_tables(df, folder, stem)
         if on_checkpoint is not None:
             on_checkpoint(df)
 
@@ -256,9 +263,9 @@ def run(
     df = _frame(spec, sim, theory, status, reached)
     written: list[Path] = []
     if folder is not None:
-        written += write_tables(df, folder)
+        written += write_tables(df, folder, stem)
         if figure and len(df):
             from qlinreg.plot import plot_risk, save
 
-            written += save(plot_risk(df, title=spec.title), folder / FIGURE)
+            written += save(plot_risk(df, title=spec.title), folder / f"{stem}.png")
     return RunResult(df, status, reached, message, sim, notes, tuple(written))

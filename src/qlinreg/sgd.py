@@ -276,7 +276,7 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     return Xq, yq, noise, stats
 
 
-def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c):
+def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c, lr):
     """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial.
 
     Returns the new weights (stored through ``storage`` when set) and the saturated and
@@ -300,7 +300,7 @@ def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c):
         stats["activations"] = jnp.stack(scheme.activations.stats(a0, a))
     if "grads" in st.stats_roles:
         stats["grads"] = jnp.stack(scheme.grads.stats(r, g))
-    w_new = w + (c["lr"] / B) * _rowsum((g[:, None] * Xq).T)
+    w_new = w + (lr / B) * _rowsum((g[:, None] * Xq).T)
     if st.storage:
         w_new = storage(keys[_STORAGE], w_new)
     return w_new, stats
@@ -343,7 +343,9 @@ def _chunk_fn(st: _Static, block: int):
     number than per-step ones); an inner scan then applies the sequential updates.
     """
     draw = jax.vmap(jax.vmap(functools.partial(_draw_batch, st), (0, None, None)), (0, None, None))
-    update = jax.vmap(functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None, None))
+    update = jax.vmap(
+        functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None, None, None)
+    )
     streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
     roles = {r: i for i, r in enumerate(ROLES)}
 
@@ -354,8 +356,8 @@ def _chunk_fn(st: _Static, block: int):
             return acc
 
         def step(s: _State, x):
-            t, active, ck, sn, keys, Xq, yq, noise, data_stats = x
-            w_new, stats = update(keys, s.w, Xq, yq, noise, scheme, storage, c)
+            t, active, ck, sn, lr, keys, Xq, yq, noise, data_stats = x
+            w_new, stats = update(keys, s.w, Xq, yq, noise, scheme, storage, c, lr)
             acc = add_stats(add_stats(s.acc, data_stats, active), stats, active)
             nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
@@ -448,7 +450,6 @@ class _Engine:
             "w_star": problem.w_star,
             "sqrt_noise": np.sqrt(np.float64(problem.noise)),
             "delta": delta,
-            "lr": sgd.lr,
             "limit": DIVERGENCE_FACTOR * (1 + np.sum(problem.w_star**2) + np.sum(self.w0**2)),
             "n_ck": checkpoints,
             "starts": starts,
@@ -477,8 +478,8 @@ class _Engine:
 
     def chunk_inputs(self, start: int) -> tuple:
         """Per-step inputs of the chunk starting at step ``start``: the step, whether it is one
-        of the ``N`` steps (the last chunk runs past ``N`` inactive), and its checkpoint and
-        tail-start indices (−1: none)."""
+        of the ``N`` steps (the last chunk runs past ``N`` inactive), its checkpoint and
+        tail-start indices (−1: none) and its step size (the schedule's)."""
         t = np.arange(start, start + self.L, dtype=np.int64)
         tail = self.static.average == "tail"
         return (
@@ -486,6 +487,7 @@ class _Engine:
             jnp.asarray(t <= self.sgd.steps),
             jnp.asarray(_position(self.ckpts, t)),
             jnp.asarray(_position(self.snap_steps, t) if tail else np.full(t.size, -1, np.int32)),
+            jnp.asarray(self.sgd.lr_at(t), self.dtype),
         )
 
     def run(self, trials: int, seed: int, stop, on_chunk=None, advance=None):

@@ -117,7 +117,7 @@ def run_cell(config: dict[str, Any]) -> pd.DataFrame:
         warnings.simplefilter("ignore")  # shown once per sweep by run_sweep
         df = run(cfg.spec(seed=cell_seed(digest))).frame
     for k, v in cfg.to_dict().items():
-        df[f"cfg_{k}"] = ";".join(v) if isinstance(v, list) else v
+        df[f"cfg_{k}"] = ";".join(v) if isinstance(v, list | tuple) else v
     df["digest"] = digest
     return df
 

@@ -8,6 +8,7 @@ The recipe modules (and matplotlib) load on first use of :data:`RECIPES`, :class
 ORDER = (
     "paper_q1",
     "paper_q2",
+    "large_d",
     "batch_scaling",
     "target_ablation",
     "fp_vs_int",
@@ -24,6 +25,7 @@ def __getattr__(name: str):
     from qlinreg.experiments import base
     from qlinreg.experiments import extensions as _extensions  # noqa: F401  (registers recipes)
     from qlinreg.experiments import formats as _formats  # noqa: F401  (registers recipes)
+    from qlinreg.experiments import large_d as _large_d  # noqa: F401  (registers recipes)
     from qlinreg.experiments import paper as _paper  # noqa: F401  (registers recipes)
 
     rest = sorted(set(base.RECIPES) - set(ORDER))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import jax
@@ -30,9 +31,10 @@ from qlinreg.algorithm import AVERAGES, SGDConfig, check_checkpoints, check_run,
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
+from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
 from qlinreg.theory.quantized_data import H_q, approx_err, w_star_q
 
-__all__ = ["ExactResult", "exact_risk", "second_moment_radius"]
+__all__ = ["ExactResult", "check_exact", "exact_risk", "second_moment_radius"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,8 @@ def _data_moments(problem: Problem, q, eps: ErrorMoments) -> _DataMoments:
 def _second_moment_map(
     dm: _DataMoments, r: dict[str, ErrorMoments], lr: float, B: int, m, p, hp, sm
 ):
-    """``p_{t+1}`` from ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨Hw*, m_t⟩``.
+    """The noise part of ``p_{t+1}`` — all but the contraction ``(1 − 2γλ^(q)) ⊙ p_t`` — from
+    ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨Hw*, m_t⟩``.
 
     The one place where the quantizers' moments enter (docs/theory.md §4): ``diag`` is
     ``E[x̃_i² g_b²]`` (one row of the batch), ``off`` is ``E[x̃_{b,i} x̃_{b',i} g_b g_{b'}]``
@@ -121,7 +124,7 @@ def _second_moment_map(
         * h
         * (p + lab.rank1 * u * u + act.rank1 * q + (1 + act.rank1) * (par.add + par.mult * q))
     )
-    return (1 - 2 * lr * h) * p + lr * lr / B * (diag + (B - 1) * off)
+    return lr * lr / B * (diag + (B - 1) * off)
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,9 @@ class _Recursion:
     """Coefficients of the affine moment recursion (see the module docstring)."""
 
     a: np.ndarray  # 1 − γλ^(q): the mean's contraction
+    one_minus_a: np.ndarray  # γλ^(q), kept exactly (1 − γλ^(q) rounds to 1 for tiny γλ^(q))
     alpha: np.ndarray
+    one_minus_alpha: np.ndarray  # 1 − α, computed without cancellation (for γλ^(q) ≪ 1)
     k: np.ndarray
     nu: np.ndarray
     omega: np.ndarray
@@ -149,9 +154,12 @@ def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recur
 
     # The map is affine in (m, p, hp, sm) and elementwise in (m, p): probing recovers it.
     c = f(z, z, 0.0, 0.0)
+    noise = f(z, np.ones(d), 0.0, 0.0) - c
     rec = _Recursion(
         a=1 - sgd.lr * dm.h,
-        alpha=f(z, np.ones(d), 0.0, 0.0) - c,
+        one_minus_a=sgd.lr * dm.h,
+        alpha=(1 - 2 * sgd.lr * dm.h) + noise,
+        one_minus_alpha=2 * sgd.lr * dm.h - noise,
         k=f(z, z, 1.0, 0.0) - c,
         nu=f(np.ones(d), z, 0.0, 0.0) - c,
         omega=f(z, z, 0.0, 1.0) - c,
@@ -184,6 +192,19 @@ def _radius(rec: _Recursion) -> float:
         else:  # the root lies within 2^-60·Σ kh of max α
             root = top + lo
     return max(root, abs(float(alpha.min())), float(np.abs(rec.a).max()))
+
+
+def _is_stable(rec: _Recursion) -> bool:
+    """Whether every eigenvalue of the recursion lies in (−1, 1), decided on the gaps ``γλ``,
+    ``1 − α`` (which float64 keeps when ``1 − γλ`` rounds to 1): the mean needs
+    ``0 < γλ^(q) < 2``; ``diag(α) + k hᵀ`` (eigenvalues interlacing ``α``, the top one the root
+    of ``Σ kh/(x − α) = 1`` above ``max α``) needs ``α > −1``, ``1 − α > 0`` and
+    ``Σ k_i h_i/(1 − α_i) < 1`` (the secular function is below 1 at ``x = 1``)."""
+    if np.any(rec.one_minus_a <= 0) or np.any(rec.one_minus_a >= 2):
+        return False
+    if np.any(rec.one_minus_alpha <= 0) or np.any(rec.alpha <= -1):
+        return False
+    return bool(np.sum(rec.k * rec.h / rec.one_minus_alpha) < 1)
 
 
 def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> float:
@@ -243,7 +264,9 @@ class ExactResult:
         risk: ``{"polyak" | "tail" | "last": E[R_q]}``, quantized-input risk (paper's convention).
         risk_clean: same keys, clean-input risk ``E ½‖w − w*‖²_H``.
         average: the iterate chosen in the :class:`SGDConfig` (``exact_risk`` columns).
-        radius: spectral radius of the second-moment recursion (< 1: bounded as ``N → ∞``).
+        radius: spectral radius of the second-moment recursion (< 1: bounded as ``N → ∞``;
+            it rounds to 1 in float64 when ``γλ^(q)_min < 10⁻¹⁶``).
+        stable: whether the recursion is stable (decided without that rounding).
         config: the run's parameters, flat, keyed as in :class:`qlinreg.SimResult`.
     """
 
@@ -254,9 +277,7 @@ class ExactResult:
     radius: float
     config: dict = field(default_factory=dict)
 
-    @property
-    def stable(self) -> bool:
-        return self.radius < 1
+    stable: bool = True
 
     @property
     def exact_risk(self) -> np.ndarray:
@@ -281,76 +302,199 @@ class ExactResult:
         return df
 
 
+_STEPPED = 64  # the first steps of each segment are stepped (the contour needs τ ≥ N_NODES)
+_MAX_STEPPED_WORK = 2 * 10**10  # steps × d beyond which stepping (unstable runs) is refused
+METHODS = ("auto", "closed", "step")
+
+
+def _coefficients(rec: _Recursion) -> Coefficients:
+    return Coefficients(
+        a=rec.a, one_minus_a=rec.one_minus_a, alpha=rec.alpha, one_minus_alpha=rec.one_minus_alpha,
+        k=rec.k, nu=rec.nu, omega=rec.omega, c=rec.c, h=rec.h, g=rec.hw,
+    )  # fmt: skip
+
+
+def _products(segs, lo: int, hi: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per coordinate, over transitions ``lo … hi−1``: ``Π_j a_j`` and ``Σ_{t=lo}^{hi−1}
+    Π_{j=lo}^{t−1} a_j`` (the mean's contraction over a schedule), from per-segment geometric
+    sums (no division by a product that may underflow)."""
+    prod, total = np.ones(d), np.zeros(d)
+    for T0, T1, rec in segs:
+        L = min(hi, T1) - max(lo, T0)
+        if L <= 0:
+            continue
+        total = total + prod * _geometric_sum(rec.one_minus_a, np.float64(L))
+        prod = prod * np.power(rec.a, np.float64(L))
+    return prod, total
+
+
+def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: str):
+    """``W @ (p_τ, U_τ, S_τ)`` at every record time ``τ`` (``weights(τ)`` gives ``W``):
+    stepped (O(τ·d)) or, past the first :data:`_STEPPED` steps of a segment, in closed form
+    from the segment's start state (:func:`~qlinreg.theory.closed_form.contour_moments`)."""
+    out = {}
+    m, p, S, U = m0, m0 * m0, np.zeros(d), np.zeros(d)
+    for T0, T1, rec in segs:
+        C = _coefficients(rec)
+        Cs = np.stack([rec.a, rec.alpha, rec.k, rec.nu, rec.omega, rec.c, rec.h, rec.hw])
+        negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0)
+        inside = [int(t) for t in record if T0 < t <= T1]
+        X, t = jnp.asarray(np.stack([m, p, S, U])), T0
+        stepped = inside if method == "step" else [t for t in inside if t - T0 <= _STEPPED]
+        for n in stepped:
+            X = _advance(X, Cs, np.int64(n - t))
+            t = n
+            W = weights(n)
+            vec = np.asarray(X)[[1, 3, 2]]  # p, U, S
+            out[n] = vec @ W.T
+        later = inside[len(stepped) :]
+        if later:
+            Ws = [weights(n) for n in later]
+            rows = max(len(W) for W in Ws)
+            padded = np.stack([np.pad(W, ((0, rows - len(W)), (0, 0))) for W in Ws])
+            taus = np.array(later) - T0
+            res = contour_functionals(taus, C, m, p, padded, negative)
+            for n, tau, W, r in zip(later, taus, Ws, res, strict=True):
+                r = r[:, : len(W)].copy()
+                geom = _geometric_sum(rec.one_minus_a, np.float64(tau))
+                r[1] += W @ (np.power(rec.a, np.float64(tau)) * U)
+                r[2] += W @ (S + 2 * U * geom)
+                out[n] = r
+        if T1 == segs[-1][1]:
+            break
+        L = T1 - T0
+        if method == "step" or L <= _STEPPED:
+            X = _advance(X, Cs, np.int64(T1 - t))
+            m, p, S, U = np.asarray(X)
+        else:
+            _, vec = contour_moments(L, C, m, p, np.zeros((1, d)), negative, vectors=True)
+            aL = np.power(rec.a, np.float64(L))
+            geom = _geometric_sum(rec.one_minus_a, np.float64(L))
+            m, p, S, U = aL * m, vec[0], S + 2 * U * geom + vec[2], aL * U + vec[1]
+    return out
+
+
+def _segments(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str = "auto"):
+    """The recursion of each constant-step segment, its radius and stability; ``ValueError``
+    when the requested computation cannot be done (closed form of an unstable run, or an
+    unstable run too long to step)."""
+    segs, dm = [], None
+    for T0, T1, lr in sgd.segments():
+        rec, dm = _recursion(problem, scheme, sgd.with_lr(lr))
+        segs.append((T0, T1, rec))
+    radius = max(_radius(rec) for *_, rec in segs)
+    stable = all(_is_stable(rec) for *_, rec in segs)
+    if not stable and method == "closed":
+        raise ValueError(
+            f"method 'closed' needs a stable recursion; its spectral radius is {radius:.6g}"
+        )
+    if not stable and sgd.steps * problem.d > _MAX_STEPPED_WORK:
+        raise ValueError(
+            f"the second-moment recursion is unstable (spectral radius {radius:.6g} ≥ 1): its "
+            f"exact risk grows geometrically and would need N·d = {sgd.steps * problem.d:.3g} "
+            f"steps of stepping; lower the step size γ = {sgd.lr:g}"
+        )
+    return segs, dm, radius, stable
+
+
+def check_exact(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> None:
+    """Raise the ``ValueError`` :func:`exact_risk` would, without computing it (O(d))."""
+    _segments(problem, check_run(problem, scheme, sgd), sgd)
+
+
 def exact_risk(
     problem: Problem,
     scheme: Scheme | None,
     sgd: SGDConfig,
     checkpoints: Sequence[int] | None = None,
+    *,
+    method: str = "auto",
 ) -> ExactResult:
     """Exact ``E[excess risk]`` of quantized SGD (SPEC §2), both conventions, no sampling.
 
     Valid for Gaussian features with diagonal ``H`` and the idealized quantizers
     (:class:`NoQuant`, :class:`Additive`, :class:`Multiplicative`,
-    :class:`MultiplicativeElementwise`, either noise law) on any roles, any batch size.
-    Cost O(N·d) (one jitted loop, float64).
+    :class:`MultiplicativeElementwise`, either noise law) on any roles, any batch size, and a
+    constant or piecewise-constant step size (``sgd.schedule``).
 
     Args:
         problem: the statistical model.
         scheme: quantizer per role (``None``: full precision).
-        sgd: step size, steps, batch size, averaging (selects ``exact_risk``), ``w_0``.
+        sgd: step size(s), steps, batch size, averaging (selects ``exact_risk``), ``w_0``.
         checkpoints: steps at which to report (default: ~10 per decade, always ``N``).
+        method: ``"closed"``: the closed form of :mod:`~qlinreg.theory.closed_form`, O(d) per
+            checkpoint and segment whatever ``N`` (needs a stable recursion); ``"step"``: the
+            O(N·d) stepping of the recursion (the reference); ``"auto"`` (default): closed
+            form when stable, stepping otherwise.
 
     Returns:
         An :class:`ExactResult` holding the Polyak, tail-averaged and last-iterate risks. If the
         recursion is unstable (``radius ≥ 1``) the values are still exact expectations, which
-        grow geometrically; a ``RuntimeWarning`` says so.
+        grow geometrically (``inf`` once they overflow); a ``RuntimeWarning`` says so.
     """
-
     scheme = check_run(problem, scheme, sgd)
     ckpts = check_checkpoints(checkpoints, sgd.steps)
-    rec, dm = _recursion(problem, scheme, sgd)
-    radius = _radius(rec)
-    if radius >= 1:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    d = problem.d
+    segs, dm, radius, stable = _segments(problem, scheme, sgd, method)
+    if not stable:
         warnings.warn(
             f"the second-moment recursion is unstable (spectral radius {radius:.4g} ≥ 1): the "
             f"expected risk grows geometrically with N; lower the step size γ = {sgd.lr:g}",
             RuntimeWarning,
             stacklevel=2,
         )
+        method = "step"
+    elif method == "auto":
+        method = "closed"
 
+    lam, h, m0 = problem.spectrum, dm.h, segs[0][2].m0
     starts = ckpts // 2
-    record = np.unique(np.concatenate([ckpts, starts]))
-    m0, zero = rec.m0, np.zeros(problem.d)
-    with jax.enable_x64(True):
-        coefs = (rec.a, rec.alpha, rec.k, rec.nu, rec.omega, rec.c, rec.h, rec.hw)
-        C = jnp.asarray(np.stack(coefs))
-        X = jnp.asarray(np.stack([m0, m0 * m0, zero, zero]))
-        snaps, t = [], 0
-        for n in record:
-            X = _advance(X, C, np.int64(n - t))
-            snaps.append(X)
-            t = int(n)
-        m, p, S, U = np.moveaxis(np.stack([np.asarray(x) for x in snaps]), 1, 0)
+    tails = {}  # record time s → [(n, G(s, n)), …] for the tail cross term U_s·G
+    for n, s0 in zip(ckpts, starts, strict=True):
+        tails.setdefault(int(s0), []).append((int(n), _products(segs, int(s0), int(n), d)[1]))
 
-    at = {int(n): i for i, n in enumerate(record)}
-    i_n = np.array([at[int(n)] for n in ckpts])
-    i_s = np.array([at[int(s)] for s in starts])
-    n = ckpts[:, None].astype(np.float64)
-    s0 = starts[:, None].astype(np.float64)
-    gh = sgd.lr * rec.h[None, :]
-    g_tail = _geometric_sum(gh, n - s0)  # Σ_{k < n−s0} a^k
-    # E[Σ_{s0≤t<n} v_t] = a^{s0} Σ_{k<n−s0} a^k m_0;  cross terms of the tail: U_{s0}·Σ_k a^k.
-    moments = {
-        "polyak": (_geometric_sum(gh, n) * m0 / n, S[i_n] / n**2),
-        "tail": (
-            np.power(rec.a, s0) * g_tail * m0 / (n - s0),
-            (S[i_n] - S[i_s] - 2 * U[i_s] * g_tail) / (n - s0) ** 2,
-        ),
-        "last": (m[i_n], p[i_n]),
-    }
+    def weights(t: int) -> np.ndarray:
+        rows = [h, lam] + [w * G for _, G in tails.get(t, []) for w in (h, lam)]
+        return np.stack(rows)
+
+    record = np.unique(np.concatenate([ckpts, starts[starts > 0]]))
+
+    # An unstable run's values overflow to inf (reported as such below): no warnings for that.
+    def quiet():
+        return np.errstate(over="ignore", invalid="ignore") if not stable else nullcontext()
+
+    with jax.enable_x64(True), quiet():
+        mom = _moments(segs, record, weights, d, m0, method)
+    zero = np.zeros((3, 2 + 2 * len(tails.get(0, []))))
+    mom.setdefault(0, zero)
+
+    shift = dm.u - problem.w_star
     ae = approx_err(problem, scheme.data)
-    risk, risk_clean = {}, {}
-    for avg, (mean, second) in moments.items():
-        risk[avg], risk_clean[avg] = _risks(mean, second, problem, dm, ae)
+    fixed = float(lam @ (shift * shift))
+    risk = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
+    risk_clean = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
+    with quiet():
+        for j, (n, s0) in enumerate(zip(ckpts, starts, strict=True)):
+            n, s0 = int(n), int(s0)
+            L = n - s0
+            P0n, G0n = _products(segs, 0, n, d)
+            P0s, _ = _products(segs, 0, s0, d)
+            k = next(i for i, (nn, _) in enumerate(tails[s0]) if nn == n)
+            U_tail = mom[s0][1, 2 + 2 * k : 4 + 2 * k]  # ⟨(h, λ)⊙G(s0, n), U_{s0}⟩
+            seconds = {
+                "polyak": (mom[n][2, :2] / n**2, G0n * m0 / n),
+                "tail": (
+                    (mom[n][2, :2] - mom[s0][2, :2] - 2 * U_tail) / L**2,
+                    P0s * _products(segs, s0, n, d)[1] * m0 / L,
+                ),
+                "last": (mom[n][0, :2], P0n * m0),
+            }
+            for avg, (second, mean) in seconds.items():
+                risk[avg][j] = 0.5 * second[0] + ae
+                risk_clean[avg][j] = 0.5 * (second[1] + 2 * float(lam @ (mean * shift)) + fixed)
+    for values in (*risk.values(), *risk_clean.values()):
+        values[~np.isfinite(values)] = np.inf  # an unstable run that overflowed: not NaN
     config = run_config(problem, scheme, sgd)
-    return ExactResult(ckpts, risk, risk_clean, sgd.average, radius, config)
+    return ExactResult(ckpts, risk, risk_clean, sgd.average, radius, config, stable)
