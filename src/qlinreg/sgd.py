@@ -630,8 +630,9 @@ def _simulate(engine: _Engine, trials: int, seed: int, progress: bool, on_checkp
         return _result(engine, config, states, done, trials, interrupted)
 
     def on_chunk(states, done):
-        if on_checkpoint is not None and np.searchsorted(ckpts, done, "right") > reported[0]:
-            reported[0] = int(np.searchsorted(ckpts, done, "right"))
+        finished = int(np.searchsorted(ckpts, done, "right"))  # checkpoints ≤ done
+        if on_checkpoint is not None and finished > reported[0]:
+            reported[0] = finished
             partial = result(states, done, interrupted=True)
             if partial.divergence is None:
                 on_checkpoint(partial)

@@ -68,17 +68,17 @@ class Sweep:
             raise ValueError(f"fields {overlap} appear in both [base] and [grid]; keep one")
         if "out" in {*self.base, *self.grid}:
             raise ValueError("out is not a sweep field: each cell goes to the store (--store)")
-        self.configs()  # validate every cell before any work starts
-
-    def configs(self) -> list[RunConfig]:
-        """One config per cell, duplicates (the same normalised config twice) removed."""
-        keys = list(self.grid)
-        cells = {}
+        # Every cell is built (and so validated) once, before any work starts.
+        keys, cells = list(self.grid), {}
         for combo in itertools.product(*(self.grid[k] for k in keys)):
             values = {**self.base, **dict(zip(keys, combo, strict=True))}
             cfg = RunConfig.from_dict(values, source="sweep")
             cells.setdefault(cfg.digest(), cfg)
-        return list(cells.values())
+        object.__setattr__(self, "_cells", tuple(cells.values()))
+
+    def configs(self) -> list[RunConfig]:
+        """One config per cell, duplicates (the same normalised config twice) removed."""
+        return list(self._cells)
 
 
 def load_sweep(path: str | Path) -> Sweep:

@@ -340,7 +340,7 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
         negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0)
         inside = [int(t) for t in record if T0 < t <= T1]
         X, t = jnp.asarray(np.stack([m, p, S, U])), T0
-        stepped = inside if method == "step" else [t for t in inside if t - T0 <= _STEPPED]
+        stepped = inside if method == "step" else [n for n in inside if n - T0 <= _STEPPED]
         for n in stepped:
             X = _advance(X, Cs, np.int64(n - t))
             t = n
@@ -481,13 +481,13 @@ def exact_risk(
             L = n - s0
             P0n, G0n = _products(segs, 0, n, d)
             P0s, _ = _products(segs, 0, s0, d)
-            k = next(i for i, (nn, _) in enumerate(tails[s0]) if nn == n)
+            k, G_tail = next((i, G) for i, (nn, G) in enumerate(tails[s0]) if nn == n)
             U_tail = mom[s0][1, 2 + 2 * k : 4 + 2 * k]  # ⟨(h, λ)⊙G(s0, n), U_{s0}⟩
             seconds = {
                 "polyak": (mom[n][2, :2] / n**2, G0n * m0 / n),
                 "tail": (
                     (mom[n][2, :2] - mom[s0][2, :2] - 2 * U_tail) / L**2,
-                    P0s * _products(segs, s0, n, d)[1] * m0 / L,
+                    P0s * G_tail * m0 / L,
                 ),
                 "last": (mom[n][0, :2], P0n * m0),
             }
