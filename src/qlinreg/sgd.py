@@ -49,6 +49,7 @@ from qlinreg.quantize.scheme import ROLES, Scheme
 from qlinreg.theory.quantized_data import (
     H_q,
     approx_err,
+    data_noise,
     data_noise_diag,
     has_closed_form,
     quantized_input_risk,
@@ -197,6 +198,7 @@ class _Static:
     d: int
     batch: int
     dtype: str
+    coords: str  # "eigen" (H diagonal), "dense" (x = U(√λ ⊙ z)) or "empirical" (data rows)
     fast_data: bool  # additive Gaussian Q_d: draw Q_d(x) ~ N(0, H^(q)) directly
     fast_params: str  # B = 1, Gaussian additive or elementwise Q_p: its kind; "" otherwise
     average: Average
@@ -242,6 +244,13 @@ def _quantize(q, key, u, noise):
     return q(key, u) if noise is None else q.apply(u, noise)
 
 
+def _gaussian(st: _Static, key, sqrt_lam, c, shape, dt):
+    """Gaussian feature rows ``√λ ⊙ z`` in the eigenbasis, rotated to the data's coordinates
+    (``· Uᵀ``) for a dense problem."""
+    x = draw_features(key, sqrt_lam, shape, dt)
+    return x if st.coords == "eigen" else x @ c["basis"].T
+
+
 def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     """Everything random of one step for one trial that does not depend on ``w``.
 
@@ -253,11 +262,16 @@ def _draw_batch(st: _Static, keys, scheme: Scheme, c):
     """
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
-        Xq = draw_features(keys[_FEATURES], c["sqrt_lam_q"], (B, d), dt)
+        Xq = _gaussian(st, keys[_FEATURES], c["sqrt_lam_q"], c, (B, d), dt)
         y = _rowsum(Xq * c["w_star_q"]) + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
     else:
-        X = draw_features(keys[_FEATURES], c["sqrt_lam"], (B, d), dt)
-        y = _rowsum(X * c["w_star"]) + c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+        if st.coords == "empirical":  # rows of the data, uniformly with replacement
+            idx = prng.index(keys[_FEATURES], (B,), c["rows"].shape[0])
+            X, y = c["rows"][idx], c["targets"][idx]
+        else:
+            X = _gaussian(st, keys[_FEATURES], c["sqrt_lam"], c, (B, d), dt)
+            noise = c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+            y = _rowsum(X * c["w_star"]) + noise
         Xq = scheme.data(keys[_ROLE_ID["data"]], X)
     yq = scheme.labels(keys[_ROLE_ID["labels"]], y)
     stats = {}
@@ -317,7 +331,10 @@ def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
     """
     dt = jnp.dtype(st.dtype)
     groups = -(-_PROBES // st.batch)
-    X = draw_features(prng.derive(key, 0), c["sqrt_lam"], (groups, st.batch, st.d), dt)
+    if st.coords == "empirical":
+        X = c["rows"][prng.index(prng.derive(key, 0), (groups, st.batch), c["rows"].shape[0])]
+    else:
+        X = _gaussian(st, prng.derive(key, 0), c["sqrt_lam"], c, (groups, st.batch, st.d), dt)
     keys = prng.derive(prng.derive(key, 1), jnp.arange(groups, dtype=jnp.uint32))
     Xq = jax.vmap(scheme.data)(keys, X)
     e = _rowsum(X * c["w_star"]) - _rowsum(Xq * it)
@@ -325,12 +342,21 @@ def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
 
 
 def _risks(st: _Static, it, probe_keys, scheme: Scheme, c):
-    """Both risk conventions of iterates ``it`` (trials × d): ``[..., (quantized, clean)]``."""
-    clean = 0.5 * _rowsum(c["lam"] * (it - c["w_star"]) ** 2)
+    """Both risk conventions of iterates ``it`` (trials × d): ``[..., (quantized, clean)]``.
+
+    In data coordinates ``‖v‖²_H = Σ λ (Uᵀv)²`` and the data noise covariance is
+    ``diag(δ) + ε_rank1·H`` (:func:`~qlinreg.theory.quantized_data.data_noise`)."""
+    if st.coords == "eigen":
+        clean = 0.5 * _rowsum(c["lam"] * (it - c["w_star"]) ** 2)
+    else:
+        clean = 0.5 * _rowsum(c["lam"] * ((it - c["w_star"]) @ c["basis"]) ** 2)
     if st.probe_risk:
         quant = jax.vmap(_probe_risk, (None, 0, 0, None, None))(st, probe_keys, it, scheme, c)
-    else:
+    elif st.coords == "eigen":
         quant = quantized_input_risk(it, c["lam"], c["w_star"], c["delta"], rowsum=_rowsum)
+    else:
+        rank1 = c["rank1"] * _rowsum(c["lam"] * (it @ c["basis"]) ** 2)
+        quant = clean + 0.5 * (_rowsum(c["delta"] * it * it) + rank1)
     return jnp.stack([quant, clean], axis=-1)
 
 
@@ -398,6 +424,11 @@ def _chunk_fn(st: _Static, block: int):
     return jax.jit(run_chunk)
 
 
+def _work(problem: Problem, sgd: SGDConfig) -> int:
+    """Multiply-adds per trial and step: ``B·d``, or ``B·d²`` with a dense feature factor."""
+    return sgd.batch * problem.d * (1 if problem.diagonal or problem.samples else problem.d)
+
+
 def _position(sorted_steps: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Index of each ``t`` in ``sorted_steps`` (ascending, unique), ``-1`` where absent."""
     i = np.minimum(np.searchsorted(sorted_steps, t), len(sorted_steps) - 1)
@@ -412,11 +443,14 @@ class _Engine:
         self.given_scheme, self.literal = scheme, literal
         self.dtype = jnp.dtype(dtype)
         kinds = {r: _gaussian_kind(q) for r, q in self.scheme.items()}
+        coords = "eigen" if problem.diagonal else "dense"
+        coords = "empirical" if problem.samples is not None else coords
         self.static = _Static(
             d=problem.d,
             batch=sgd.batch,
             dtype=str(self.dtype),
-            fast_data=not literal and kinds["data"] == "additive",
+            coords=coords,
+            fast_data=not literal and kinds["data"] == "additive" and coords != "empirical",
             fast_params=kinds["params"]
             if not literal
             and sgd.batch == 1
@@ -431,7 +465,7 @@ class _Engine:
         self.trial_chunk = trial_chunk
         # Steps per pre-drawn block: up to 32, keeping a block's draws near 2^20 numbers; steps
         # per chunk: a multiple of the block near _CHUNK_WORK (or the caller's step_chunk).
-        work = trial_chunk * sgd.batch * problem.d
+        work = trial_chunk * _work(problem, sgd)
         self.block = 1 << max(0, min(5, int(math.log2(max(1, (1 << 20) // work)))))
         L = step_chunk or min(sgd.steps, _CHUNK_STEPS, max(1, _CHUNK_WORK // work))
         self.L = -(-L // self.block) * self.block
@@ -441,9 +475,11 @@ class _Engine:
         lam = problem.spectrum
         self.w0 = sgd.initial(problem.d)
         # δ: closed form for idealized data quantizers; unused (probes) otherwise.
-        delta = (
-            np.zeros_like(lam) if self.static.probe_risk else data_noise_diag(self.scheme.data, lam)
-        )
+        delta, rank1 = np.zeros_like(lam), 0.0
+        if not self.static.probe_risk and coords == "eigen":
+            delta = data_noise_diag(self.scheme.data, lam)
+        elif not self.static.probe_risk:
+            delta, rank1 = data_noise(self.scheme.data, problem)
         c = {
             "lam": lam,
             "sqrt_lam": np.sqrt(lam),
@@ -454,8 +490,12 @@ class _Engine:
             "n_ck": checkpoints,
             "starts": starts,
         }
+        if coords != "eigen":
+            c["basis"], c["rank1"] = problem.basis, rank1
+        if coords == "empirical":
+            c["rows"], c["targets"] = problem.samples.X, problem.samples.y
         if self.static.fast_data:
-            c["sqrt_lam_q"] = np.sqrt(H_q(problem, self.scheme.data))
+            c["sqrt_lam_q"] = np.sqrt(H_q(problem.eigen(), self.scheme.data))
             c["w_star_q"] = w_star_q(problem, self.scheme.data)
             c["y_sd_q"] = np.sqrt(problem.noise + 2 * approx_err(problem, self.scheme.data))
         self.consts = {k: jnp.asarray(v, self.dtype) for k, v in c.items()}
@@ -606,7 +646,7 @@ def simulate(
     scheme, ckpts = check_simulation(
         problem, scheme, sgd, trials=trials, seed=seed, checkpoints=checkpoints, dtype=dtype
     )
-    work = sgd.batch * problem.d
+    work = _work(problem, sgd)
     tc = positive_int("trial_chunk", trial_chunk) if trial_chunk else max(1, (1 << 20) // work)
     tc = -(-min(tc, trials) // _TRIAL_QUANTUM) * _TRIAL_QUANTUM
     sc = positive_int("step_chunk", step_chunk) if step_chunk else None

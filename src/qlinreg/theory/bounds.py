@@ -29,7 +29,14 @@ from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, run_confi
 from qlinreg.problem import Problem, power_law_spectrum
 from qlinreg.quantize.idealized import error_moments
 from qlinreg.quantize.scheme import Scheme
-from qlinreg.theory.quantized_data import H_q, approx_err, approx_err_clean, k_star, w_star_q
+from qlinreg.theory.quantized_data import (
+    H_q,
+    approx_err,
+    approx_err_clean,
+    k_star,
+    rotation_invariant,
+    w_star_q,
+)
 
 __all__ = [
     "bound",
@@ -145,6 +152,14 @@ def bound(
     scheme = check_run(problem, scheme, sgd)
     if convention not in ("quantized", "clean"):
         raise ValueError(f"convention must be 'quantized' or 'clean', got {convention!r}")
+    config = run_config(problem, scheme, sgd)
+    if not problem.diagonal or problem.samples is not None:
+        if not (rotation_invariant(scheme.data) and rotation_invariant(scheme.params)):
+            raise ValueError(
+                "the paper's bounds are stated in the eigenbasis of H: elementwise "
+                "quantization of a full covariance's coordinates is outside them (use exact=true)"
+            )
+        problem = problem.eigen()  # the same risks, in law (see theory.exact.in_eigenbasis)
     steps = check_checkpoints(checkpoints, sgd.steps)
     w0 = sgd.initial(problem.d)
     s2 = sigma_G2(problem, scheme, sgd.batch, w0)
@@ -166,7 +181,7 @@ def bound(
     df["theorem"] = theorem(scheme)
     df["constants"] = "unit"
     df["convention"] = convention
-    for key, value in run_config(problem, scheme, sgd).items():
+    for key, value in config.items():
         df[key] = value
     return df
 

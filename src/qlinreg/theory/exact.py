@@ -19,7 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import jax.numpy as jnp
@@ -32,9 +32,9 @@ from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
-from qlinreg.theory.quantized_data import H_q, approx_err, w_star_q
+from qlinreg.theory.quantized_data import H_q, approx_err, rotation_invariant, w_star_q
 
-__all__ = ["ExactResult", "check_exact", "exact_risk", "second_moment_radius"]
+__all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_moment_radius"]
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,10 @@ def _is_stable(rec: _Recursion) -> bool:
 def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> float:
     """Spectral radius of the second-moment recursion: the expected risk stays bounded in ``N``
     iff it is < 1 (it includes the mean's contraction ``max |1 − γλ^(q)_i|``)."""
-    rec, _ = _recursion(problem, Scheme() if scheme is None else scheme, sgd)
+    scheme = Scheme() if scheme is None else scheme
+    if not in_eigenbasis(problem, scheme):
+        raise ValueError("second_moment_radius is for problems in their eigenbasis")
+    rec, _ = _recursion(problem.eigen(), scheme, sgd)
     return _radius(rec)
 
 
@@ -397,9 +400,65 @@ def _segments(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str = "a
     return segs, dm, radius, stable
 
 
+_MAX_DENSE_WORK = 2 * 10**12  # N·d³ beyond which the full-matrix recursion is refused
+
+
+def in_eigenbasis(problem: Problem, scheme: Scheme) -> bool:
+    """Whether the exact risk of ``problem`` can be computed in the eigenbasis of ``H``: a
+    diagonal problem, or data and parameter quantizers that commute with rotations (the
+    labels, activations and output gradients are scalars per sample, basis-free). Then the
+    update of ``Uᵀw`` is the update of a diagonal problem with ``Uᵀw*``, in law."""
+    return problem.diagonal or (
+        rotation_invariant(scheme.data) and rotation_invariant(scheme.params)
+    )
+
+
+def _check_dense(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str) -> None:
+    from qlinreg.theory.dense import DENSE_MAX_DIM
+
+    for role in ("data", "params"):  # number formats: error_moments' TypeError
+        error_moments(getattr(scheme, role), role)
+    why = "elementwise quantization in the data's coordinates needs the full-matrix recursion"
+    if problem.d > DENSE_MAX_DIM:
+        raise ValueError(
+            f"no exact risk for d = {problem.d} > {DENSE_MAX_DIM} with a full covariance: {why} "
+            f"(O(N·d³)); simulate it, or use a rotation-invariant quantizer"
+        )
+    if method == "closed":
+        raise ValueError(f"method 'closed' is not available here: {why}; use 'step' or 'auto'")
+    work = sgd.steps * problem.d**3
+    if work > _MAX_DENSE_WORK:
+        raise ValueError(
+            f"the exact risk would need N·d³ = {work:.3g} multiply-adds ({why}; limit "
+            f"{_MAX_DENSE_WORK:.0e}): lower steps (N) or d, or simulate it"
+        )
+
+
 def check_exact(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> None:
     """Raise the ``ValueError`` :func:`exact_risk` would, without computing it (O(d))."""
-    _segments(problem, check_run(problem, scheme, sgd), sgd)
+    scheme = check_run(problem, scheme, sgd)
+    if in_eigenbasis(problem, scheme):
+        _segments(problem.eigen(), scheme, sgd)
+    else:
+        _check_dense(problem, scheme, sgd, "auto")
+
+
+def _dense_exact(problem, scheme, sgd, ckpts, method) -> ExactResult:
+    from qlinreg.theory.dense import dense_exact_risk
+
+    _check_dense(problem, scheme, sgd, method)
+    risk, risk_clean, radius, stable = dense_exact_risk(
+        problem.covariance, problem.w_star, problem.noise, scheme, sgd, ckpts
+    )
+    if not stable:
+        warnings.warn(
+            f"the second-moment recursion looks unstable (estimated spectral radius "
+            f"{radius:.4g} ≥ 1): the expected risk grows with N; lower the step size",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    config = run_config(problem, scheme, sgd)
+    return ExactResult(ckpts, risk, risk_clean, sgd.average, radius, config, stable)
 
 
 def exact_risk(
@@ -412,10 +471,14 @@ def exact_risk(
 ) -> ExactResult:
     """Exact ``E[excess risk]`` of quantized SGD (SPEC §2), both conventions, no sampling.
 
-    Valid for Gaussian features with diagonal ``H`` and the idealized quantizers
-    (:class:`NoQuant`, :class:`Additive`, :class:`Multiplicative`,
-    :class:`MultiplicativeElementwise`, either noise law) on any roles, any batch size, and a
-    constant or piecewise-constant step size (``sgd.schedule``).
+    Valid for Gaussian features and the idealized quantizers (:class:`NoQuant`,
+    :class:`Additive`, :class:`Multiplicative`, :class:`MultiplicativeElementwise`, either
+    noise law) on any roles, any batch size, and a constant or piecewise-constant step size
+    (``sgd.schedule``). A full covariance is computed in its eigenbasis when the data and
+    parameter quantizers commute with rotations (:func:`in_eigenbasis`); otherwise
+    (elementwise quantization in the data's coordinates) by the full-matrix recursion of
+    :mod:`qlinreg.theory.dense` (``d ≤ 512``, O(N·d³), stepped). A problem carrying data rows
+    gets the risk of its Gaussian model (same ``H``, ``w*``, ``σ²``).
 
     Args:
         problem: the statistical model.
@@ -436,6 +499,11 @@ def exact_risk(
     ckpts = check_checkpoints(checkpoints, sgd.steps)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not problem.diagonal or problem.samples is not None:
+        if not in_eigenbasis(problem, scheme):
+            return _dense_exact(problem, scheme, sgd, ckpts, method)
+        res = exact_risk(problem.eigen(), scheme, sgd, ckpts, method=method)
+        return replace(res, config=run_config(problem, scheme, sgd))
     d = problem.d
     segs, dm, radius, stable = _segments(problem, scheme, sgd, method)
     if not stable:

@@ -17,6 +17,14 @@ Risk on quantized inputs (the paper's convention) of a weight ``w``::
 with ``ApproxErr = ½ Σ_i λ_i δ_i/(λ_i + δ_i) w*_i²`` (for multiplicative data
 ``ε/(1+ε)·½‖w*‖²_H``). On clean inputs the best quantized predictor has risk
 ``½‖w*^(q) − w*‖²_H = ½ Σ_i λ_i (δ_i/(λ_i+δ_i))² w*_i²``.
+
+Full covariances (a problem with a ``basis``, quantizers acting on the data's coordinates):
+the noise covariance is ``D = add·I + (mult − rank1)·diag(H) + rank1·H``
+(:func:`noise_covariance`). It commutes with ``H`` when the quantizer commutes with rotations
+(none, additive, rank-one multiplicative: ``D = εI`` or ``εH``), and then every formula above
+holds in the eigenbasis. Elementwise multiplicative noise gives ``H^(q) = H + ε·diag(H)``,
+which does not: ``w*^(q) = (H^(q))⁻¹Hw*`` and ``ApproxErr = ½(‖w*‖²_H − ‖w*^(q)‖²_{H^(q)})``
+are then computed with the matrices.
 """
 
 from __future__ import annotations
@@ -41,13 +49,49 @@ __all__ = [
     "approx_err_floors",
     "data_noise_diag",
     "estimate_H_q",
+    "H_q_matrix",
     "has_closed_form",
+    "noise_covariance",
+    "rotation_invariant",
+    "data_noise",
     "k_star",
     "quantized_input_risk",
     "quantized_spectrum",
     "surrogate",
     "w_star_q",
 ]
+
+
+def rotation_invariant(q) -> bool:
+    """Whether an idealized quantizer's error law commutes with rotations of its input (none,
+    additive, rank-one multiplicative); elementwise multiplicative and number formats do not."""
+    return isinstance(q, Idealized) and error_moments(q).kind != "multiplicative_elementwise"
+
+
+def _in_eigenbasis(problem: Problem, q) -> bool:
+    return problem.basis is None or rotation_invariant(q)
+
+
+def noise_covariance(q, problem: Problem) -> np.ndarray:
+    """``D = E[(Q_d(x) − x)(Q_d(x) − x)ᵀ] = add·I + (mult − rank1)·diag(H) + rank1·H`` in the
+    problem's coordinates (``d × d``), for an idealized data quantizer."""
+    m = error_moments(q, "data")
+    H = problem.covariance
+    return m.add * np.eye(problem.d) + (m.mult - m.rank1) * np.diag(np.diag(H)) + m.rank1 * H
+
+
+def H_q_matrix(problem: Problem, q) -> np.ndarray:
+    """``H^(q) = H + D`` as a matrix in the problem's coordinates (:func:`noise_covariance`)."""
+    return problem.covariance + noise_covariance(q, problem)
+
+
+def data_noise(q, problem: Problem) -> tuple[np.ndarray, float]:
+    """``(δ, ε_rank1)`` with ``D = diag(δ) + ε_rank1·H`` (:func:`noise_covariance`):
+    ``δ = add + (mult − rank1)·diag(H)`` in the problem's coordinates, so that
+    ``½wᵀDw = ½Σ δ_i w_i² + ½ε_rank1·‖w‖²_H``."""
+    m = error_moments(q, "data")
+    h = np.diag(problem.covariance) if problem.basis is not None else problem.spectrum
+    return m.add + (m.mult - m.rank1) * h, float(m.rank1)
 
 
 def has_closed_form(q) -> bool:
@@ -63,13 +107,23 @@ def data_noise_diag(q, spectrum: np.ndarray) -> np.ndarray:
 
 
 def H_q(problem: Problem, q) -> np.ndarray:
-    """Eigenvalues ``λ^(q)`` of ``H^(q) = E[Q_d(x) Q_d(x)ᵀ] = H + diag(δ)``."""
-    return problem.spectrum + data_noise_diag(q, problem.spectrum)
+    """Eigenvalues ``λ^(q)`` of ``H^(q) = E[Q_d(x) Q_d(x)ᵀ] = H + diag(δ)``: in the order of
+    ``problem.spectrum`` when ``D`` commutes with ``H``, else those of :func:`H_q_matrix`,
+    descending."""
+    if _in_eigenbasis(problem, q):
+        return problem.spectrum + data_noise_diag(q, problem.spectrum)
+    return np.linalg.eigvalsh(H_q_matrix(problem, q))[::-1].copy()
 
 
 def w_star_q(problem: Problem, q) -> np.ndarray:
-    """Best predictor on quantized inputs ``w*^(q) = (H^(q))⁻¹ H w*``."""
-    return problem.spectrum / H_q(problem, q) * problem.w_star
+    """Best predictor on quantized inputs ``w*^(q) = (H^(q))⁻¹ H w*``, in the problem's
+    coordinates."""
+    if problem.basis is None:
+        return problem.spectrum / H_q(problem, q) * problem.w_star
+    if rotation_invariant(q):
+        return problem.basis @ w_star_q(problem.eigen(), q)
+    H = problem.covariance
+    return np.linalg.solve(H_q_matrix(problem, q), H @ problem.w_star)
 
 
 def _approx_terms(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
@@ -83,12 +137,20 @@ def _approx_terms(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
 
 def approx_err(problem: Problem, q) -> float:
     """ApproxErr in the quantized-input convention: ``R_q(w*^(q))``."""
+    if not _in_eigenbasis(problem, q):
+        u, ws = w_star_q(problem, q), problem.w_star
+        gap = ws @ problem.covariance @ ws - u @ H_q_matrix(problem, q) @ u
+        return float(0.5 * gap)
+    problem = problem.eigen()
     delta = data_noise_diag(q, problem.spectrum)
     return float(_approx_terms(problem.spectrum, problem.w_star, delta)[0].sum())
 
 
 def approx_err_clean(problem: Problem, q) -> float:
     """ApproxErr in the clean-input convention: ``½‖w*^(q) − w*‖²_H``."""
+    if not _in_eigenbasis(problem, q):
+        return float(problem.excess_risk(w_star_q(problem, q)))
+    problem = problem.eigen()
     delta = data_noise_diag(q, problem.spectrum)
     return float(_approx_terms(problem.spectrum, problem.w_star, delta)[1].sum())
 
@@ -153,6 +215,11 @@ def estimate_H_q(
         raise ValueError(f"samples must be an integer ≥ 2, got {samples!r}")
     d = problem.d
     rows = int(min(samples, max(1, (1 << 22) // d)))
+    if not problem.diagonal:
+        raise ValueError(
+            "estimate_H_q draws in the eigenbasis: for a full covariance use H_q_matrix "
+            "(idealized quantizers) or measure the format on problem.features"
+        )
     sqrt_lam = jnp.asarray(np.sqrt(problem.spectrum), jnp.float32)
     s1, s2 = np.zeros(d), np.zeros(d)
     gram = np.zeros((d, d)) if eigenvalues else None
