@@ -703,3 +703,70 @@ def test_large_d_verdicts():
         _large_d_frame(grows, [0.07] * 4, [8e-3] * 4, clean=[0.03, 0.02, 0.04, 0.05])
     )
     assert held(clean)[1] is True and held(clean)[3] is False  # conventions judged apart
+
+
+# -- real_data --------------------------------------------------------------------------------
+
+
+def _real_data_inputs(add=0.02, mul=0.01, elt=0.015, i8=1e-5, f8=8e-5, se=1e-4, emp_scale=1.0):
+    """Final rows (Gaussian: exact risks; empirical: Monte Carlo) and paired penalties."""
+    import pandas as pd
+
+    base, n = 0.2, 100
+    models = {"none": 0.0, "additive": add, "multiplicative": mul,
+              "multiplicative_elementwise": elt, "int8": np.nan, "fp8_e4m3": np.nan}  # fmt: skip
+    rows, pens = [], []
+    for mode in ("gaussian", "empirical"):
+        for model, p in models.items():
+            exact = base + p if mode == "gaussian" else np.nan
+            mc = (base + (0 if np.isnan(p) else p)) * (emp_scale if mode == "empirical" else 1)
+            rows.append(dict(mode=mode, check="data", model=model, B=1, step=n,
+                             risk_mean=mc, risk_se=1e-3, exact_risk=exact))  # fmt: skip
+            if model != "none":
+                q = {"int8": i8, "fp8_e4m3": f8}.get(model, p)
+                pens.append((mode, "data", model, 1, q, se, q, se))
+        for B in (1, 4, 16):
+            for model, p in (("none", 0.0), ("additive", 0.004 / B)):
+                exact = base + p if mode == "gaussian" else np.nan
+                rows.append(dict(mode=mode, check="batch", model=model, B=B, step=n,
+                                 risk_mean=base + p, risk_se=1e-3, exact_risk=exact))  # fmt: skip
+            pens.append((mode, "batch", "additive", B, 0.004 / B, se, 0.004 / B, se))
+    cols = ["mode", "check", "model", "B", "penalty", "penalty_se"]
+    pen = pd.DataFrame(pens, columns=[*cols, "penalty_clean", "penalty_clean_se"])
+    return pd.DataFrame(rows), pen
+
+
+def test_real_data_claims_verdicts():
+    from qlinreg.experiments.real_data import real_data_claims
+
+    df, pen = _real_data_inputs()
+    claims = real_data_claims(df, pen, (2.0, 1.7), 100)
+    held = {c.claim[:30] + c.measured[:8]: c.held for c in claims}
+    assert all(c.held for c in claims if "additive data quantization" in c.claim)
+    assert all(c.held for c in claims if "Elementwise" in c.claim)
+    # 1/B scaling: slope −1 in both modes (penalties ≫ SE)
+    assert all(c.held for c in claims if "divided by B" in c.claim)
+    # int8 cheaper than fp8 here: the FP8 claim does not hold
+    assert not any(c.held for c in claims if "FP8" in c.claim)
+    gauss = [c for c in claims if "predicts the risk" in c.claim]
+    assert len(gauss) == 1 and gauss[0].held, held
+    # flipped inputs flip the verdicts
+    df, pen = _real_data_inputs(add=0.01, mul=0.02, elt=0.005, i8=1e-3, f8=1e-5)
+    claims = real_data_claims(df, pen, (2.0, 1.7), 100)
+    assert not any(c.held for c in claims if "additive data quantization" in c.claim)
+    assert not any(c.held for c in claims if "Elementwise" in c.claim)
+    assert all(c.held for c in claims if "FP8" in c.claim)
+
+
+def test_real_data_claims_need_resolution():
+    """Penalties within 2 SE of 0 do not back the 1/B claim; resampled risks 20 % off the
+    Gaussian exact ones fail the prediction claim."""
+    from qlinreg.experiments.real_data import real_data_claims
+
+    df, pen = _real_data_inputs(se=0.01)
+    claims = real_data_claims(df, pen, (2.0, 1.7), 100)
+    emp_b = [c for c in claims if "divided by B" in c.claim and "empirical" in c.claim]
+    assert len(emp_b) == 1 and not emp_b[0].held and "not resolved" in emp_b[0].measured
+    df, pen = _real_data_inputs(emp_scale=1.2)
+    gauss = [c for c in real_data_claims(df, pen, (2.0, 1.7), 100) if "predicts" in c.claim]
+    assert not gauss[0].held

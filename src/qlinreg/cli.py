@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from qlinreg.experiments import ORDER
 
 Spectrum = Literal["power_law", "exponential"]
-WStar = Literal["ones", "power_law", "gaussian"]
+DataMode = Literal["gaussian", "empirical"]
 Average = Literal["polyak", "tail", "last"]
 DType = Literal["float32", "float64"]
 Executor = Literal["local", "dask"]
@@ -120,7 +120,12 @@ def run(
         float | None, typer.Option(help="Spectrum exponent a (or exponential rate).")
     ] = None,
     w_star: Annotated[
-        WStar | None, typer.Option("--w-star", help="w* = 1, i^-source, or N(0, I) from seed.")
+        str | None,
+        typer.Option(
+            "--w-star",
+            help="w* = ones, power_law (i^-source) or gaussian (N(0, I) from seed); with "
+            "--covariance also a .npy file.",
+        ),
     ] = None,
     source: Annotated[float | None, typer.Option(help="Exponent b of a power-law w*.")] = None,
     noise: Annotated[float | None, typer.Option(help="Label-noise variance σ².")] = None,
@@ -167,13 +172,51 @@ def run(
     decay_every: Annotated[
         int | None, typer.Option(help="Steps between decays (default ⌈N / log2 N⌉).")
     ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Your data: a .npz (arrays X, y), .csv or .parquet file, or sklearn:NAME "
+            "(diabetes, digits, breast_cancer, iris, wine, linnerud). Σ = XᵀX/n, w* = least "
+            "squares, σ² = its mean squared residual; d is the data's."
+        ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column of a .csv/.parquet file (default: last).")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Random features of the data: relu:D or rff:D (D ≤ 10⁴, seeded)."),
+    ] = None,
+    data_mode: Annotated[
+        DataMode | None,
+        typer.Option(
+            help="gaussian: x ~ N(0, Σ), y = ⟨w*, x⟩ + N(0, σ²); empirical: rows of the data "
+            "resampled (the real distribution; risk ½‖w − w*‖²_Σ)."
+        ),
+    ] = None,
+    standardize: Annotated[
+        bool | None,
+        typer.Option("--standardize/--raw", help="Standardize the data's columns (default)."),
+    ] = None,
+    center: Annotated[
+        bool | None, typer.Option("--center", help="Subtract the column means of X and y.")
+    ] = None,
+    ridge: Annotated[
+        float | None,
+        typer.Option(help="Ridge λ of the fit (needed when Σ is singular, e.g. n < d)."),
+    ] = None,
+    covariance: Annotated[
+        str | None,
+        typer.Option(help="A given Gaussian: H as a d × d .npy file (with --w-star W.npy)."),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png.
 
     The tables are rewritten as checkpoints complete, with status = interrupted and the step
-    reached until the run ends (ok), diverges (exit 3) or is interrupted (exit 130).
+    reached until the run ends (ok), diverges (exit 3) or is interrupted (exit 130). With
+    --data or --covariance every quantizer acts on the data's own coordinates.
     """
     _run_command(locals(), theory=False)
 
@@ -287,21 +330,39 @@ def spectrum(
     decay: Annotated[float, typer.Option(help="Spectrum exponent a (or rate).")] = 2.0,
     samples: Annotated[int, typer.Option(help="Quantized samples for the estimate.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Seed of the samples, in [0, 2^64).")] = 0,
+    data: Annotated[
+        str | None, typer.Option(help="A data set, as for qlinreg run (its Σ = XᵀX/n).")
+    ] = None,
+    features: Annotated[
+        str | None, typer.Option(help="Random features of the data: relu:D or rff:D.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target column of a table.")] = None,
+    ridge: Annotated[float | None, typer.Option(help="Ridge λ of the fit.")] = None,
+    covariance: Annotated[str | None, typer.Option(help="H as a d × d .npy file.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/spectrum"),
 ) -> None:
-    """Spectrum of H against that of H^(q) (closed form and estimated from quantized samples)."""
+    """Spectrum of H against that of H^(q) (closed form and estimated from quantized samples).
+
+    With --data or --covariance the quantizers act on the data's coordinates: elementwise
+    noise then gives H^(q) = Σ + ε·diag(Σ), drawn against (1+ε)·Σ (quantized in the
+    eigenbasis, the paper's setting).
+    """
     import pandas as pd
 
     from qlinreg import prng
     from qlinreg.algorithm import positive_int
+    from qlinreg.config import RunConfig
     from qlinreg.files import prepare_dir
     from qlinreg.plot import plot_spectrum, save
-    from qlinreg.problem import make_problem
     from qlinreg.quantize import parse_quantizer
     from qlinreg.theory import quantized_spectrum
 
     specs = quant or ["additive:0.001", "multiplicative:0.01", "int8", "fp8_e4m3"]
-    problem = _checked(make_problem, dim, spectrum=spectrum, decay=decay)
+    given = {"data": data, "features": features, "target": target, "ridge": ridge}
+    given["covariance"] = covariance
+    given = {k: v for k, v in given.items() if v is not None}
+    cfg = _checked(RunConfig, dim=dim, spectrum=spectrum, decay=decay, **given)
+    problem = _checked(cfg.problem)
     qs = [_checked(parse_quantizer, s) for s in specs]
     _checked(positive_int, "samples", samples, low=2)
     _checked(prng.key, seed)
@@ -314,7 +375,8 @@ def spectrum(
     df = pd.concat(frames, ignore_index=True)
     df.to_parquet(out / "spectrum.parquet", index=False)
     df.to_csv(out / "spectrum.csv", index=False)
-    save(plot_spectrum(df, title=f"d={dim}, {spectrum} decay {decay:g}"), out / "spectrum.png")
+    name = problem.name or f"{spectrum} decay {decay:g}"
+    save(plot_spectrum(df, title=f"{name}, d={problem.d}"), out / "spectrum.png")
     typer.echo(f"wrote {out}/spectrum.parquet, spectrum.csv, spectrum.png")
 
 

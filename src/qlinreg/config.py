@@ -8,6 +8,7 @@ compiled, and builds the library objects (:class:`~qlinreg.problem.Problem`,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -51,6 +52,14 @@ class RunConfig:
     ``trials = 0`` with ``exact`` or ``bound`` computes the theory only. A step-size schedule
     is ``schedule = ["STEP:LR", …]`` (γ = LR from update STEP on) or ``step_decay = FACTOR``
     (γ times FACTOR every ``decay_every`` steps; 0: ⌈N/log₂ N⌉).
+
+    The problem is synthetic (``dim``, ``spectrum``, ``decay``, ``w_star``, ``source``,
+    ``noise``), a given Gaussian (``covariance`` = a ``.npy`` file of ``H``; ``w_star`` a
+    ``.npy`` file or a kind; ``noise``), or fitted to data (``data`` = a ``.npz``/``.csv``/
+    ``.parquet`` file or ``sklearn:NAME``, with ``target``, ``features`` = ``relu:D`` /
+    ``rff:D``, ``standardize``, ``center``, ``ridge``; :meth:`qlinreg.Problem.from_data`) and
+    then sampled as that Gaussian or, with ``data_mode = "empirical"``, by resampling the
+    data's rows. With a covariance or data, ``d`` is theirs (``dim`` is not used).
     """
 
     dim: int = 200
@@ -75,6 +84,14 @@ class RunConfig:
     schedule: tuple[str, ...] = field(default_factory=tuple)
     step_decay: float = 0.0
     decay_every: int = 0
+    data: str = ""
+    target: str = ""
+    features: str = ""
+    data_mode: str = "gaussian"
+    standardize: bool = True
+    center: bool = False
+    ridge: float = 0.0
+    covariance: str = ""
 
     def __post_init__(self) -> None:
         quant = (self.quant,) if isinstance(self.quant, str) else self.quant
@@ -89,6 +106,29 @@ class RunConfig:
         self.spec()  # builds and validates everything: any invalid value raises, naming it
 
     def problem(self) -> Problem:
+        if self.data_mode not in DATA_MODES:
+            raise ValueError(f"data_mode must be 'gaussian' or 'empirical', got {self.data_mode!r}")
+        if self.data and self.covariance:
+            raise ValueError("give either data or covariance, not both")
+        if self.data_mode == "empirical" and not self.data:
+            raise ValueError("data_mode 'empirical' resamples a data set: give data (a file)")
+        if not self.data and (self.target or self.features):
+            raise ValueError(f"{'target' if self.target else 'features'} needs data (a file)")
+        if self.data:
+            return _data_problem(
+                self.data, _stamp(self.data), self.target or None, self.features or None,
+                self.standardize, self.center, self.ridge, self.data_mode, self.seed,
+            )  # fmt: skip
+        if self.covariance:
+            return _covariance_problem(
+                self.covariance, _stamp(self.covariance), self.w_star, _stamp(self.w_star),
+                self.source, self.noise, self.seed,
+            )  # fmt: skip
+        if self.w_star not in W_STAR_KINDS:
+            raise ValueError(
+                f"w_star must be one of {', '.join(W_STAR_KINDS)} (a .npy file needs "
+                f"covariance), got {self.w_star!r}"
+            )
         return make_problem(
             self.dim,
             spectrum=self.spectrum,
@@ -133,9 +173,13 @@ class RunConfig:
         return d
 
     def digest(self) -> str:
-        """Stable hash of the full config (keys sorted, numbers normalised), for result stores
-        and seeds."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable hash of the full config (keys sorted, numbers normalised) and of the contents
+        of the files it names (data, covariance, w*), for result stores and seeds."""
+        values = self.to_dict()
+        for key in ("data", "covariance", "w_star"):
+            if Path(values[key]).suffix and Path(values[key]).is_file():
+                values[f"{key}_sha256"] = _file_hash(values[key], *_stamp(values[key]))
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
@@ -149,6 +193,68 @@ class RunConfig:
                 f"allowed: {', '.join(sorted(allowed))}"
             )
         return cls(**data)
+
+
+DATA_MODES = ("gaussian", "empirical")
+W_STAR_KINDS = ("ones", "power_law", "gaussian")
+
+
+def _stamp(path: str) -> tuple[float, int]:
+    """``(mtime, size)`` of a file (zeros if it is not one): the cache key of its contents."""
+    try:
+        st = Path(path).stat()
+    except (OSError, ValueError):
+        return 0.0, 0
+    return st.st_mtime, st.st_size
+
+
+@functools.lru_cache(maxsize=32)
+def _file_hash(path: str, mtime: float, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=8)
+def _data_problem(source, stamp, target, features, standardize, center, ridge, mode, seed):
+    """The fitted problem of a data set (cached: a config is validated, then run)."""
+    from qlinreg.data import load_data
+
+    ds = load_data(
+        source, target=target, features=features, standardize_columns=standardize, seed=seed
+    )
+    return Problem.from_data(
+        ds.X, ds.y, center=center, ridge=ridge, empirical=mode == "empirical", name=ds.name
+    )
+
+
+def _load_npy(name: str, path: str) -> np.ndarray:
+    p = Path(path)
+    if p.suffix != ".npy":
+        raise ValueError(f"{name} file {path!r} must be a .npy array (numpy.save)")
+    if not p.is_file():
+        raise ValueError(f"{name} file {path!r} does not exist")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{name} file {path!r} cannot be read as a .npy array: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _covariance_problem(path, stamp, w_star, w_stamp, source, noise, seed):
+    """The Gaussian with the covariance in ``path`` (cached like :func:`_data_problem`)."""
+    H = _load_npy("covariance", path)
+    if H.ndim != 2 or H.shape[0] != H.shape[1]:
+        raise ValueError(f"covariance file {path!r} must hold a square d × d array, got {H.shape}")
+    d = H.shape[0]
+    if w_star in W_STAR_KINDS:
+        ws = make_problem(d, w_star=w_star, source=source, seed=seed).w_star
+    else:
+        ws = _load_npy("w_star", w_star).reshape(-1)
+        if ws.size != d:
+            raise ValueError(f"w_star file {w_star!r} must hold d = {d} numbers, got {ws.size}")
+    try:
+        return Problem.from_covariance(H, ws, noise, name=Path(path).name)
+    except ValueError as exc:
+        raise ValueError(f"covariance file {path!r}: {exc}") from None
 
 
 def _schedule_text(entry) -> str:

@@ -94,8 +94,9 @@ class RunSpec:
     @property
     def title(self) -> str:
         """Plot title: ``d, B, γ`` and the scheme."""
-        sgd = self.sgd
-        return f"d={self.problem.d}, B={sgd.batch}, γ={sgd.lr:g}, {self.scheme.describe()}"
+        sgd, pb = self.sgd, self.problem
+        data = f"{pb.name} ({pb.data_mode}), " if pb.name else ""
+        return f"{data}d={pb.d}, B={sgd.batch}, γ={sgd.lr:g}, {self.scheme.describe()}"
 
     def warnings(self) -> list[str]:
         """Configurations that run but quantize less than they seem to."""

@@ -85,6 +85,16 @@ def plot_spectrum(df: pd.DataFrame, *, ax=None, title: str | None = None):
         if g["lambda_q"].notna().any():
             (line,) = ax.plot(g["index"], g["lambda_q"], lw=1.2, label=f"{name} (closed form)")
             color = line.get_color()
+        if "lambda_q_eigenbasis" in g and g["lambda_q_eigenbasis"].notna().any():
+            ax.plot(
+                g["index"], g["lambda_q_eigenbasis"], lw=0.9, ls="--", color=color,
+                label=f"{name} (were it quantized in the eigenbasis)",
+            )  # fmt: skip
+        if "lambda_q_eig" in g and "lambda_q_est" not in g:
+            ax.plot(
+                g["index"], g["lambda_q_eig"], "o", ms=2, color=color, alpha=0.7,
+                label=f"{name} (estimated)",
+            )  # fmt: skip
         if "lambda_q_est" in g:
             ax.errorbar(
                 g["index"], g["lambda_q_est"], yerr=g["lambda_q_se"], fmt="o", ms=2, lw=0.6,

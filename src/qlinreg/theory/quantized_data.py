@@ -37,6 +37,7 @@ from qlinreg import prng
 from qlinreg.problem import Problem, draw_features
 from qlinreg.quantize.idealized import (
     Additive,
+    ErrorMoments,
     Idealized,
     MultiplicativeElementwise,
     error_moments,
@@ -72,12 +73,17 @@ def _in_eigenbasis(problem: Problem, q) -> bool:
     return problem.basis is None or rotation_invariant(q)
 
 
+def noise_matrix(H: np.ndarray, m: ErrorMoments) -> np.ndarray:
+    """``D = add·I + (mult − rank1)·diag(H) + rank1·H``: the expected error covariance of a
+    quantizer with moments ``m`` on ``x ~ N(0, H)`` (any basis; ``H`` a ``d × d`` matrix)."""
+    H = np.asarray(H, np.float64)
+    return m.add * np.eye(H.shape[0]) + (m.mult - m.rank1) * np.diag(np.diag(H)) + m.rank1 * H
+
+
 def noise_covariance(q, problem: Problem) -> np.ndarray:
-    """``D = E[(Q_d(x) − x)(Q_d(x) − x)ᵀ] = add·I + (mult − rank1)·diag(H) + rank1·H`` in the
-    problem's coordinates (``d × d``), for an idealized data quantizer."""
-    m = error_moments(q, "data")
-    H = problem.covariance
-    return m.add * np.eye(problem.d) + (m.mult - m.rank1) * np.diag(np.diag(H)) + m.rank1 * H
+    """``D = E[(Q_d(x) − x)(Q_d(x) − x)ᵀ]`` (:func:`noise_matrix`) in the problem's
+    coordinates (``d × d``), for an idealized data quantizer."""
+    return noise_matrix(problem.covariance, error_moments(q, "data"))
 
 
 def H_q_matrix(problem: Problem, q) -> np.ndarray:
@@ -250,12 +256,42 @@ def quantized_spectrum(
     ``lambda_q_se`` (:func:`estimate_H_q`) and, if ``eigenvalues``, ``lambda_q_eig`` (sorted
     eigenvalues of the sample matrix, which differ from the diagonal when a real format's
     error is correlated across coordinates).
+
+    For a full covariance (quantizers acting on the data's coordinates) ``lambda_q`` holds the
+    eigenvalues of :func:`H_q_matrix` (descending), ``lambda_q_eigenbasis`` what they would be
+    were the data quantized in the eigenbasis (the paper's diagonal setting; they differ for
+    elementwise noise, ``H + ε·diag(H)`` against ``(1+ε)·H``), and with samples
+    ``lambda_q_eig`` the eigenvalues of the sample second moment of quantized rows.
     """
     df = pd.DataFrame({"index": np.arange(1, problem.d + 1), "lambda": problem.spectrum})
     df["lambda_q"] = H_q(problem, q) if has_closed_form(q) else np.nan
+    if not problem.diagonal:
+        if has_closed_form(q):
+            df["lambda_q_eigenbasis"] = np.sort(H_q(problem.eigen(), q))[::-1]
+        if samples:
+            df["lambda_q_eig"] = _sample_eigenvalues(problem, q, samples, seed)
+        return df
     if samples:
         est = estimate_H_q(problem, q, samples=samples, seed=seed, eigenvalues=eigenvalues)
         df["lambda_q_est"], df["lambda_q_se"] = est["diag"], est["diag_se"]
         if eigenvalues:
             df["lambda_q_eig"] = est["eigenvalues"]
     return df
+
+
+def _sample_eigenvalues(problem: Problem, q, samples: int, seed: int) -> np.ndarray:
+    """Descending eigenvalues of ``(1/n)Σ x̃x̃ᵀ`` over ``samples`` quantized rows of ``problem``
+    (its own coordinates; empirical rows when it carries data)."""
+    if isinstance(samples, bool) or not isinstance(samples, int | np.integer) or samples < 2:
+        raise ValueError(f"samples must be an integer ≥ 2, got {samples!r}")
+    d, root = problem.d, prng.key(seed)
+    rows = int(min(samples, max(1, (1 << 22) // d)))
+    gram, done, chunk = np.zeros((d, d)), 0, 0
+    while done < samples:
+        n = min(rows, samples - done)
+        k = prng.derive(root, chunk)
+        x = problem.features(prng.derive(k, 0), n)
+        xq = np.asarray(q(prng.derive(k, 1), x), np.float64)
+        gram += xq.T @ xq
+        done, chunk = done + n, chunk + 1
+    return np.linalg.eigvalsh(gram / samples)[::-1].copy()
