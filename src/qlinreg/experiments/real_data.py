@@ -56,7 +56,7 @@ AG = Scheme(activations=Additive(AG_EPS), grads=Additive(AG_EPS))
 _SIZES = {
     "tiny": {"D": 48, "steps": 300, "trials": 24, "batches": (1, 4), "mc_B": (1,)},
     "quick": {"D": 100, "steps": 2_000, "trials": 32, "batches": (1, 4, 16), "mc_B": (1,)},
-    "full": {"D": 1000, "steps": 5_000, "trials": 64, "batches": (1, 4, 16), "mc_B": (1, 4)},
+    "full": {"D": 1000, "steps": 5_000, "trials": 32, "batches": (1, 4, 16), "mc_B": (1,)},
 }
 
 
@@ -82,9 +82,10 @@ def fourth_moment_ratio(problem: Problem) -> tuple[float, float]:
 
 
 def _point(problem, scheme, sgd, *, trials, exact, mode, **tags):
-    """The run's table and its per-trial final risks (quantized inputs; ``None`` without
-    Monte Carlo). Every point has the same seed: the features and label noise of trial k are
-    the same across quantizers, so penalties are paired differences."""
+    """The run's table and its per-trial risks ``(steps, risk, risk_clean)``, each risk of shape
+    ``(checkpoints, trials)`` (``None`` without Monte Carlo). Every point has the same seed:
+    the features and label noise of trial k are the same across quantizers, so penalties are
+    paired differences."""
     from qlinreg.pipeline import RunSpec, run
 
     spec = RunSpec(
@@ -92,24 +93,31 @@ def _point(problem, scheme, sgd, *, trials, exact, mode, **tags):
     )
     res = finished(run(spec))
     sim = res.simulation
-    return res.frame, None if sim is None else (sim.risk[-1], sim.risk_clean[-1])
+    return res.frame, None if sim is None else (sim.steps, sim.risk, sim.risk_clean)
 
 
-def paired_penalties(finals: dict[tuple, np.ndarray]) -> pd.DataFrame:
-    """Monte Carlo penalty over full precision from per-trial final risks keyed by ``(mode,
-    check, model, B)``: mean and SE of the per-trial differences (common random numbers)."""
+def paired_penalties(runs: dict[tuple, tuple | None]) -> pd.DataFrame:
+    """Monte Carlo penalty over full precision at every checkpoint, from per-trial risks
+    ``(steps, risk, risk_clean)`` keyed by ``(mode, check, model, B)``: mean and SE of the
+    per-trial differences (common random numbers)."""
     rows = []
-    for (mode, check, model, B), r in finals.items():
-        base = finals.get((mode, check, "none", B))
+    for (mode, check, model, B), r in runs.items():
+        base = runs.get((mode, check, "none", B))
         if model == "none" or r is None or base is None:
             continue
-        row = [mode, check, model, B]
-        for k in range(2):  # quantized, clean
+        steps = r[0]
+        cols = {"mode": mode, "check": check, "model": model, "B": B, "step": steps}
+        for k, name in ((1, "penalty"), (2, "penalty_clean")):
             diff = r[k] - base[k]
-            row += [float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(diff.size))]
-        rows.append(row)
-    cols = ["mode", "check", "model", "B", "penalty", "penalty_se"]
-    return pd.DataFrame(rows, columns=[*cols, "penalty_clean", "penalty_clean_se"])
+            cols[name] = diff.mean(axis=1)
+            cols[f"{name}_se"] = diff.std(axis=1, ddof=1) / np.sqrt(diff.shape[1])
+        rows.append(pd.DataFrame(cols))
+    names = ["mode", "check", "model", "B", "step", "penalty", "penalty_se"]
+    return (
+        pd.concat(rows, ignore_index=True)
+        if rows
+        else pd.DataFrame(columns=[*names, "penalty_clean", "penalty_clean_se"])
+    )
 
 
 def _has_exact(problem, scheme, sgd) -> bool:
@@ -252,11 +260,11 @@ def real_data(size: str):
     problems = {m: digits_problem(sz["D"], empirical=m == "empirical") for m in MODES}
     d = problems["gaussian"].d
     lr = 1.0 / float(np.max(np.sum(problems["empirical"].samples.X ** 2, axis=1)))
-    frames, finals = [], {}
+    frames, runs = [], {}
 
     def add(key, out):
         frames.append(out[0])
-        finals[key] = out[1]
+        runs[key] = out[1]
 
     sgd = SGDConfig(lr, sz["steps"])
     for mode, problem in problems.items():
@@ -275,9 +283,9 @@ def real_data(size: str):
                     exact=mode == "gaussian", mode=mode, check="batch", model=model, B=B,
                 ))  # fmt: skip
     df = pd.concat(frames, ignore_index=True)
-    pen = paired_penalties(finals)
-    df = df.merge(pen.assign(step=sz["steps"]), on=["mode", "check", "model", "B", "step"],
-                  how="left")  # fmt: skip
+    pen = paired_penalties(runs)
+    df = df.merge(pen, on=["mode", "check", "model", "B", "step"], how="left")
+    pen = pen[pen["step"] == sz["steps"]]
     kurt = fourth_moment_ratio(problems["empirical"])
     claims = real_data_claims(df, pen, kurt, d)
     return df, {"real_data": _figure(df, pen, d)}, claims

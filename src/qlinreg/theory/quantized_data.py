@@ -64,9 +64,14 @@ __all__ = [
 
 
 def rotation_invariant(q) -> bool:
-    """Whether an idealized quantizer's error law commutes with rotations of its input (none,
-    additive, rank-one multiplicative); elementwise multiplicative and number formats do not."""
-    return isinstance(q, Idealized) and error_moments(q).kind != "multiplicative_elementwise"
+    """Whether an idealized quantizer's error law commutes with rotations of its input: none,
+    Gaussian additive, rank-one multiplicative (either law: one scalar). Elementwise
+    multiplicative, the uniform additive dither (its i.i.d. coordinates' fourth cumulants are
+    not those of a rotated vector) and number formats do not."""
+    if not isinstance(q, Idealized):
+        return False
+    m = error_moments(q)
+    return m.kind in ("none", "multiplicative") or (m.kind == "additive" and m.law == "gaussian")
 
 
 def _in_eigenbasis(problem: Problem, q) -> bool:
