@@ -1,4 +1,4 @@
-"""Command line: ``qlinreg run | reproduce | sweep | spectrum | formats``.
+"""Command line: ``qlinreg run | theory | advise | reproduce | sweep | spectrum | formats``.
 
 Thin: parse, hand the values to the library (which validates them), print. Every user mistake
 — a bad option, a bad value, a bad file — is one line ``error: …`` on stderr with exit
@@ -10,6 +10,7 @@ written).
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 import warnings
 from enum import Enum
@@ -28,6 +29,10 @@ DType = Literal["float32", "float64"]
 Executor = Literal["local", "dask"]
 Rounding = Literal["stochastic", "nearest_even", "nearest_away", "toward_zero"]
 Recipe = Enum("Recipe", {name: name for name in ORDER}, type=str)
+Convention = Literal["quantized", "clean"]
+Horizon = Literal["N", "inf"]
+Solve = Literal["eps"]
+ROLES = ("data", "labels", "params", "activations", "grads")
 
 
 class _OneLineErrors(TyperGroup):
@@ -272,6 +277,213 @@ def _run_command(options: dict, *, theory: bool) -> None:
         _print_table(result.frame, spec.title)
     typer.echo(f"wrote {', '.join(str(p) for p in result.written)}")
     raise typer.Exit(result.exit_code)
+
+
+# ``qlinreg advise``: the problem and SGD options of ``run`` (so a new problem option reaches it
+# too), without those that describe one run's quantizers, Monte Carlo or output.
+_NOT_ADVISE = {"quant", "storage", "exact", "bound", "trials", "dtype", "literal", "out"}
+
+
+def _advise_options(
+    budget: Annotated[
+        float,
+        typer.Option(help="Penalty allowed: quantized minus full-precision risk (> 0)."),
+    ],
+    relative: Annotated[
+        bool, typer.Option("--relative", help="The budget is × the full-precision risk.")
+    ] = False,
+    convention: Annotated[
+        Convention, typer.Option(help="Risk convention of the budget (inputs quantized or not).")
+    ] = "quantized",
+    horizon: Annotated[
+        Horizon, typer.Option(help="The penalty at N, or its floor as N → ∞ (inf).")
+    ] = "N",
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="A role that may be quantized: data labels params activations grads "
+            "(repeatable; default all).",
+        ),
+    ] = None,
+    menu: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Candidate formats, comma-separated, for every role or ROLE=f1,f2 (repeatable; "
+            "default fp32 bf16 fp16, FP8/FP6/FP4, MX, int8 int4)."
+        ),
+    ] = None,
+    rounding: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Rounding tried for a format given without one: stochastic nearest_even "
+            "nearest_away toward_zero (repeatable; default the first two)."
+        ),
+    ] = None,
+    cost_weights: Annotated[
+        list[str] | None,
+        typer.Option("--cost-weights", help="ROLE=W: weight of a role's bits (repeatable)."),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option(help="Monte Carlo trials verifying the advice (0: none).")
+    ] = 32,
+    allow_flagged: Annotated[
+        bool,
+        typer.Option(
+            "--allow-flagged",
+            help="Also recommend candidates whose surrogate is "
+            "known to fail (saturation, underflow, one-element scale groups).",
+        ),
+    ] = False,  # fmt: skip
+    solve: Annotated[
+        Solve | None,
+        typer.Option(help="eps: also the largest ε per role and idealized kind within budget."),
+    ] = None,
+    max_batch: Annotated[
+        int, typer.Option(help="Largest batch size of the batch-size table.")
+    ] = 1024,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("results/advise"),
+) -> None:
+    pass
+
+
+def advise(**options) -> None:
+    """Which tensor to quantize, to which format, at what cost: predicted, then verified.
+
+    Measures each candidate format on the tensors its role carries, predicts each penalty with
+    the exact risk, finds the cheapest scheme within the budget (bits per value × values per
+    step) and checks it by Monte Carlo with the real formats. Writes OUT/advice.json,
+    advice.csv, joint.csv, batches.csv, verification.csv, pareto.png, summary.md (and
+    max_eps.csv with --solve eps).
+    """
+    from qlinreg.advise import Budget, max_epsilon, write_advice
+    from qlinreg.advise import advise as run_advice
+    from qlinreg.config import run_options
+    from qlinreg.files import prepare_dir, write_atomic
+
+    own = set(inspect.signature(_advise_options).parameters)
+    adv = {k: v for k, v in options.items() if k in own}
+    given = {k: v for k, v in options.items() if k not in own}
+    config, _ = given.pop("config"), given.pop("progress")
+    given["schedule"] = given["schedule"] or None
+    given.update(trials=0, exact=True)
+    cfg, _ = _checked(run_options, config, given, "results/advise")
+    problem, sgd = _checked(cfg.problem), _checked(cfg.sgd)
+    budget = _checked(Budget, adv["budget"], adv["relative"], adv["convention"], adv["horizon"])
+    menu = _checked(_parse_menu, adv["menu"])
+    weights = _checked(_parse_weights, adv["cost_weights"])
+    out = adv["out"]
+    _checked(prepare_dir, out, "out")
+    kw = {"roles": adv["role"] or None, "menu": menu, "roundings": adv["rounding"] or None}
+    kw = {k: v for k, v in kw.items() if v is not None}
+    say = (lambda m: typer.echo(f"  {m}", err=True)) if sys.stderr.isatty() else None
+    result = _checked(
+        run_advice, problem, sgd, budget, cost_weights=weights, trials=adv["trials"],
+        seed=cfg.seed, allow_flagged=adv["allow_flagged"], max_batch=adv["max_batch"],
+        progress=say, **kw,
+    )  # fmt: skip
+    written = write_advice(result, out)
+    _print_advice(result)
+    if adv["solve"] == "eps":
+        table = _checked(max_epsilon, problem, sgd, budget, roles=kw.get("roles", ROLES))
+        write_atomic(out / "max_eps.csv", lambda p: table.to_csv(p, index=False))
+        written.append(out / "max_eps.csv")
+        _print_max_eps(table)
+    typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _signature(base, own, drop) -> inspect.Signature:
+    """``base``'s parameters minus ``drop``, then ``own``'s; required ones first."""
+    params = [p for n, p in inspect.signature(base, eval_str=True).parameters.items()
+              if n not in drop]  # fmt: skip
+    params += inspect.signature(own, eval_str=True).parameters.values()
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+    return inspect.Signature(sorted(params, key=lambda p: p.default is not p.empty))
+
+
+advise.__signature__ = _signature(run, _advise_options, _NOT_ADVISE)
+app.command("advise")(advise)
+
+
+def _parse_menu(items):
+    """``--menu`` values: ``f1,f2`` for every role or ``ROLE=f1,f2``."""
+    if not items:
+        return None
+    every, per_role = [], {}
+    for item in items:
+        role, sep, names = item.partition("=")
+        target = per_role.setdefault(role.strip(), []) if sep else every
+        names = names if sep else item
+        target += [n.strip() for n in names.split(",") if n.strip()]
+    if not per_role:
+        return every
+    return {r: per_role.get(r, every) for r in {*per_role, *(ROLES if every else ())}}
+
+
+def _parse_weights(items):
+    out = {}
+    for item in items or ():
+        role, sep, w = item.partition("=")
+        try:
+            out[role.strip()] = float(w)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"cost weights: give ROLE=W (e.g. data=2), got {item!r}")
+    return out
+
+
+def _print_advice(a) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    b = a.budget
+    title = (f"advice: penalty ≤ {a.budget_abs:.3g} ({b.convention} inputs, horizon {b.horizon}); "
+             f"full-precision risk {a.full_risk:.4g}")  # fmt: skip
+    t = Table(title=title, title_justify="left")
+    for c in ("role", "format", "bits/value", "ε (model)", "penalty alone"):
+        t.add_column(c, justify="left" if c in ("role", "format") else "right")
+    cands = a.candidates
+    chosen = {q.split("=")[0]: q for q in a.recommended["quant"]}
+    for role in ROLES:
+        if role not in chosen:
+            t.add_row(role, "fp32", "32", "—", "0")
+            continue
+        r = cands[cands["quant"] == chosen[role]].iloc[0]
+        t.add_row(role, chosen[role].split("=", 1)[1], f"{r['bits_per_value']:.3g}",
+                  f"{r['surrogate_eps']:.2g} ({r['error_model'][:4]}.)",
+                  f"{r['predicted_penalty']:.3g}")  # fmt: skip
+    console.print(t)
+    rec = a.recommended
+    typer.echo(f"joint: predicted penalty {rec['penalty']:.4g}, {rec['bits_per_step']:.4g} "
+               f"bits/step = {rec['cost_fraction']:.1%} of all-FP32")  # fmt: skip
+    for _, v in a.verification.iterrows():
+        if v["status"] != "ok":
+            typer.echo(f"{v['scheme']}: Monte Carlo did not finish: {v['status']}")
+            continue
+        typer.echo(
+            f"{v['scheme']}: Monte Carlo penalty {v['penalty']:.4g} ± {v['penalty_se']:.2g} "
+            f"(predicted {v['predicted']:.4g}): "
+            f"{'within budget' if v['within_budget'] else 'OVER BUDGET'}, "
+            f"{'agrees' if v['agrees'] else 'DISAGREES with the prediction'}"
+        )
+    for n in a.notes:
+        typer.echo(f"note: {n}")
+    typer.echo("run it: qlinreg run " + " ".join(f"-q {q}" for q in rec["quant"]))
+
+
+def _print_max_eps(table) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="largest ε within budget (penalty of one role alone)", title_justify="left")
+    for c in ("role", "kind", "convention", "max ε"):
+        t.add_column(c, justify="left" if c != "max ε" else "right")
+    for _, r in table.iterrows():
+        eps = "> 1" if r["max_eps"] != r["max_eps"] else f"{r['max_eps']:.3g}"
+        t.add_row(r["role"], r["kind"], r["convention"], eps)
+    Console().print(t)
 
 
 @app.command()

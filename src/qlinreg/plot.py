@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from qlinreg.table import CONVENTIONS  # noqa: E402
 
-__all__ = ["plot_risk", "plot_spectrum", "save"]
+__all__ = ["plot_pareto", "plot_risk", "plot_spectrum", "save"]
 
 
 def plot_risk(
@@ -106,6 +106,45 @@ def plot_spectrum(df: pd.DataFrame, *, ax=None, title: str | None = None):
     ax.set_ylabel("eigenvalue")
     if title:
         ax.set_title(textwrap.fill(title, 70), fontsize=9)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7, frameon=False)
+    return ax
+
+
+def plot_pareto(advice, *, ax=None):
+    """The advisor's cost–penalty plane: every joint scheme over the per-role fronts (grey:
+    penalty estimated as the sum of penalties alone; blue: exact joint penalty), the Pareto
+    front of the checked ones, the budget, the recommendation and its Monte Carlo check."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    j = advice.joint
+    floor = max(advice.budget_abs * 1e-4, 1e-300)
+    est = j[~j["checked"]]
+    ax.scatter(est["cost_fraction"], np.maximum(est["penalty"], floor), s=8, color="0.75",
+               label="schemes (sum of penalties alone)")  # fmt: skip
+    chk = j[j["checked"]]
+    ax.scatter(chk["cost_fraction"], np.maximum(chk["penalty"], floor), s=16, color="C0",
+               label="schemes (exact joint penalty)")  # fmt: skip
+    front = chk.sort_values("cost_fraction")
+    front = front[front["penalty"] <= front["penalty"].cummin()]
+    ax.step(front["cost_fraction"], np.maximum(front["penalty"], floor), where="post",
+            color="C0", lw=1)  # fmt: skip
+    ax.axhline(advice.budget_abs, color="C3", ls="--", lw=1, label="budget")
+    rec = advice.recommended
+    ax.plot(rec["cost_fraction"], max(rec["penalty"], floor), "*", ms=14, color="C3",
+            label="recommended (predicted)")  # fmt: skip
+    ver = advice.verification
+    if len(ver):
+        for _, v in ver[ver["status"] == "ok"].iterrows():
+            cost = rec["cost_fraction"] if v["scheme"] == "recommended" else (
+                advice.runner_up["cost_fraction"])  # fmt: skip
+            ax.errorbar(cost, max(v["penalty"], floor), yerr=v["penalty_se"], fmt="o",
+                        mfc="none", color="k", capsize=3)  # fmt: skip
+        ax.plot([], [], "o", mfc="none", color="k", label="Monte Carlo, real formats (± SE)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bits per step / all-FP32")
+    ax.set_ylabel(f"penalty ({advice.budget.convention} inputs)")
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, frameon=False)
     return ax

@@ -44,6 +44,7 @@ __all__ = [
     "TABLE_FORMATS",
     "EpsilonEstimate",
     "error_variance",
+    "estimate_epsilon",
     "formats_table",
     "measure_epsilon",
     "paper_epsilon",
@@ -134,6 +135,12 @@ def measure_epsilon(
         )
     key = prng.key(0) if key is None else key
     uq = jax.jit(lambda k, x: q(k, x))(key, u)
+    return _estimate(np.asarray(u), np.asarray(uq), bins)
+
+
+def estimate_epsilon(u, uq, *, bins: int = 32) -> EpsilonEstimate:
+    """The statistics of :func:`measure_epsilon` from values ``u`` and their quantized ``uq``
+    (already computed: e.g. each tensor of a batch quantized on its own)."""
     return _estimate(np.asarray(u), np.asarray(uq), bins)
 
 

@@ -1,0 +1,392 @@
+"""The advisor: cost model, measurement and surrogates, the search's verdict logic, the
+inverse problem against an independent root finder, the joint prediction against
+``exact_risk``, Monte Carlo verification within budget on two settings, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import brentq
+from typer.testing import CliRunner
+
+import qlinreg
+from qlinreg import SGDConfig, make_problem
+from qlinreg.advise import (
+    Budget,
+    _joint_search,
+    _pareto,
+    advise,
+    agrees,
+    bits_per_value,
+    max_epsilon,
+    measure_roles,
+    role_samples,
+    surrogate_for,
+)
+from qlinreg.cli import app
+from qlinreg.quantize import Additive, MultiplicativeElementwise, Scheme, parse_quantizer
+
+runner = CliRunner()
+MENU = ["fp8_e4m3", "fp4_e2m1", "mxfp4", "int8", "int4"]
+
+
+# ---- cost -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "bits"),
+    [
+        ("fp8_e4m3", (1, 200), 8),
+        ("bf16", (200,), 16),
+        ("fp4_e2m1", (4,), 4),
+        ("mxfp4", (1, 200), 4 + 8 / 32),
+        ("mxint8", (8,), 8 + 8 / 8),  # a block cannot be longer than the vector
+        ("int8", (1, 200), 8 + 32 / 200),  # one FP32 scale per vector
+        ("int8:tensor", (4, 50), 8 + 32 / 200),  # one scale per step's tensor
+        ("int4:scale=0.1", (200,), 4),  # a fixed scale is not stored
+        ("none", (200,), 32),
+    ],
+)
+def test_bits_per_value(text, shape, bits):
+    assert bits_per_value(parse_quantizer(text), shape) == pytest.approx(bits)
+
+
+# ---- measurement and surrogates -------------------------------------------------------------
+
+
+def test_role_samples_have_the_laws_of_the_model():
+    """Labels ~ N(0, ‖w*‖²_H + σ²); the pilot starts at w_0 = 0; the output gradient is the
+    label minus the activation, so with w_0 = 0 at the first record it is the label's law."""
+    p, sgd = make_problem(30), SGDConfig(0.1, 500, batch=4)
+    s = role_samples(p, sgd, seed=3)
+    assert s["data"].shape[1:] == (4, 30) and s["labels"].shape[1:] == (4,)
+    assert s["params"].shape[1:] == (30,) and s["activations"].shape[1:] == (4,)
+    var = float(np.sum(p.spectrum * p.w_star**2) + p.noise)
+    y = s["labels"].ravel()
+    se = var * math.sqrt(2 / y.size)  # SE of a sample variance of a Gaussian
+    assert abs(y.var() - var) < 4 * se
+    np.testing.assert_array_equal(s["params"][0], 0.0)
+    np.testing.assert_array_equal(s["activations"][:8], 0.0)
+    # feature variances: λ_i per coordinate
+    X = s["data"].reshape(-1, 30)
+    se_x = p.spectrum * math.sqrt(2 / X.shape[0])
+    assert np.all(np.abs(X.var(axis=0) - p.spectrum) < 4.5 * se_x)
+
+
+@pytest.mark.parametrize("role", ["labels", "params", "data"])
+def test_surrogate_recovers_an_idealized_additive_error(role):
+    """Measuring an idealized quantizer gives it back: additive ε on a role is measured as
+    additive with ε within sampling error (``ε`` is matched in the norm the risk sees, which
+    for additive noise is ε itself)."""
+    p, sgd = make_problem(20), SGDConfig(0.1, 300, batch=2)
+    s = role_samples(p, sgd, seed=1)
+    eps = 0.01
+    m = measure_roles(Additive(eps), {role: s[role]}, seed=5)[role]
+    sur = surrogate_for(role, m, p)
+    assert isinstance(sur, Additive) and m.estimate.model == "additive"
+    if role == "params":  # ε̂ = Σ λ_i δ̂_i / Σ λ_i, each δ̂_i a mean of K squared N(0, ε)
+        K = s[role].shape[0]
+        se = eps * math.sqrt(2 * np.sum(p.spectrum**2) / K) / p.spectrum.sum()
+    else:  # ε̂ = mean of every squared N(0, ε) error
+        se = eps * math.sqrt(2 / s[role].size)
+    assert abs(sur.eps - eps) < 4 * se
+
+
+def test_surrogate_of_elementwise_multiplicative_params_is_energy_matched():
+    """Elementwise multiplicative error on the parameters: ε recovered in the H-weighted norm
+    (``Σ H_ii δ_i / Σ H_ii E w_i²``), within sampling error of the ζ draws."""
+    p, sgd = make_problem(20), SGDConfig(0.1, 2000)
+    s = role_samples(p, sgd, seed=2)
+    eps = 0.02
+    m = measure_roles(MultiplicativeElementwise(eps), {"params": s["params"]}, seed=9)["params"]
+    sur = surrogate_for("params", m, p)
+    assert isinstance(sur, MultiplicativeElementwise) and m.estimate.model == "multiplicative"
+    assert sur.eps == pytest.approx(eps, rel=0.2)  # ~60 records × 20 coordinates, ζ² has CV √2
+
+
+# ---- search verdict logic ------------------------------------------------------------------
+
+
+def _opt(role, quant, bits, pen):
+    return ({"role": role, "quant": quant, "bits_per_step": bits, "predicted_penalty": pen}, None)
+
+
+def test_pareto_keeps_only_undominated_options():
+    opts = [_opt("a", "x", 10, 0.5), _opt("a", "y", 20, 0.1), _opt("a", "z", 15, 0.6),
+            _opt("a", "", 32, 0.0), _opt("a", "w", 20, 0.2)]  # fmt: skip
+    front = [o[0]["quant"] for o in _pareto(opts)]
+    assert front == ["x", "y", ""]
+
+
+class _FakePenalties:
+    """Joint penalty = ``factor ×`` the sum of penalties alone (schemes carry them as ε)."""
+
+    def __init__(self, factor):
+        self.factor, self.calls = factor, 0
+
+    def penalty(self, scheme, conv):
+        self.calls += 1
+        return self.factor * sum(float(getattr(q, "eps", 0.0)) for _, q in scheme.items())
+
+
+def _fronts(n_roles, costs=(4, 8, 32), pens=(0.3, 0.1, 0.0)):
+    roles = ["data", "labels", "params", "activations", "grads"][:n_roles]
+    fronts = {}
+    for r in roles:
+        fronts[r] = [
+            ({"quant": f"{r}=c{c}" if c != 32 else "", "bits_per_step": c,
+              "predicted_penalty": p}, Additive(p))
+            for c, p in zip(costs, pens, strict=True)
+        ]  # fmt: skip
+    return fronts
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5])
+def test_joint_search_exhaustive_finds_the_cheapest_within_budget(factor):
+    """Two roles, 9 combinations (all checked): the cheapest whose joint penalty fits."""
+    budget = 0.35
+    joint = _joint_search(_fronts(2), _FakePenalties(factor), "quantized", budget, 64.0)
+    assert joint["checked"].all()
+    fits = joint[joint["penalty"] <= budget].sort_values(["bits_per_step", "penalty"])
+    best = fits.iloc[0]
+    # factor 1: 0.3 + 0.0 (cost 36) is beaten by 0.1 + 0.1 (cost 16); factor 1.5: 0.3 > 0.35/1.5
+    expect = (16, 0.2) if factor == 1.0 else (16, 0.3)
+    assert (best["bits_per_step"], best["penalty"]) == pytest.approx(expect)
+
+
+@pytest.mark.parametrize(("budget", "n_fits"), [(0.3, 1), (2.0, 2)])
+def test_joint_search_shortlist_checks_in_cost_order(budget, n_fits):
+    """4⁵ = 1024 combinations (more than EXHAUSTIVE): checked in order of cost among those
+    whose sum of penalties alone is within SLACK × budget, until two fit or MAX_JOINT_CHECKS
+    (64) checks. With the fake joint penalty equal to that sum, the first fit is the cheapest
+    fitting combination of all. A tight budget spends the 64 checks on combinations that
+    do not fit before a second fit appears; a loose one stops after two fits."""
+    fronts = _fronts(5, costs=(2, 4, 8, 32), pens=(0.5, 0.2, 0.05, 0.0))
+    pen = _FakePenalties(1.0)
+    joint = _joint_search(fronts, pen, "quantized", budget, 160.0)
+    checked = joint[joint["checked"]]
+    assert len(checked) == pen.calls <= 64
+    fits = checked[checked["penalty"] <= budget]
+    assert len(fits) == n_fits
+    cheapest = fits["bits_per_step"].min()
+    unchecked = joint[~joint["checked"]]
+    assert not ((unchecked["bits_per_step"] < cheapest) & (unchecked["penalty"] <= budget)).any()
+    if n_fits == 2:  # stopped at the second fit: it is the most expensive combination checked
+        assert pen.calls < 64
+        assert fits["bits_per_step"].max() == checked["bits_per_step"].max()
+
+
+@pytest.mark.parametrize(
+    ("pred", "meas", "se", "ok"),
+    [(1.0, 1.27, 0.06, True), (1.0, 1.29, 0.06, False), (1.0, 0.76, 0.05, True),
+     (1.0, 0.7, 0.05, False), (0.0, 0.0, 0.0, True), (0.0, 1e-3, 3e-4, False)],
+)  # fmt: skip
+def test_agreement_verdict(pred, meas, se, ok):
+    """Within 3 SE + 10 % of the prediction, either side of the threshold."""
+    assert agrees(pred, meas, se) is ok
+
+
+# ---- the inverse problem -------------------------------------------------------------------
+
+
+def test_max_eps_matches_an_independent_root_of_the_closed_form():
+    """Horizon ∞, additive data error: the penalty is ApproxErr(ε) = ½Σ λ_i w*_i² ε/(λ_i + ε)
+    (quantized inputs) and ½Σ λ_i w*_i² (ε/(λ_i + ε))² (clean), increasing in ε. The solver's
+    largest ε matches scipy's root of these formulas, written here from SPEC §4, to 1 %."""
+    p = make_problem(50)
+    lam, w2 = p.spectrum, p.w_star**2
+    laws = {
+        "quantized": lambda e: 0.5 * np.sum(lam * w2 * e / (lam + e)),
+        "clean": lambda e: 0.5 * np.sum(lam * w2 * (e / (lam + e)) ** 2),
+    }
+    budget = Budget(0.05, horizon="inf")
+    table = max_epsilon(p, SGDConfig(0.1, 1000), budget, roles=["data"], kinds=["additive"])
+    for _, row in table.iterrows():
+        law = laws[row["convention"]]
+        root = brentq(lambda le, law=law: law(10.0**le) - 0.05, -12, 0)
+        assert row["max_eps"] == pytest.approx(10.0**root, rel=0.01)
+
+
+def test_max_eps_at_N_matches_bisection_on_exact_risk():
+    """At horizon N the solver's ε has the budget's penalty (checked with exact_risk directly)
+    and ε(1 + 2 %) exceeds it: the largest ε, to the solver's precision."""
+    p, sgd = make_problem(30), SGDConfig(0.1, 2000)
+    full = qlinreg.exact_risk(p, Scheme(), sgd, [2000]).exact_risk[-1]
+    table = max_epsilon(p, sgd, Budget(2e-4), roles=["params"], kinds=["additive"],
+                        conventions=["quantized"])  # fmt: skip
+    eps = float(table["max_eps"].iloc[0])
+
+    def penalty(e):
+        return qlinreg.exact_risk(p, Scheme(params=Additive(e)), sgd, [2000]).exact_risk[-1] - full
+
+    assert penalty(eps) <= 2e-4 < penalty(eps * 1.02)
+
+
+# ---- the whole advice ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def paper_advice():
+    p, sgd = make_problem(50), SGDConfig(0.1, 2000)
+    return p, sgd, advise(p, sgd, Budget(0.1, relative=True), menu=MENU, trials=64, seed=1)
+
+
+def test_joint_prediction_is_the_exact_risk_of_the_surrogate_scheme(paper_advice):
+    """The recommendation's predicted penalty is exact_risk(surrogates) − exact_risk(full),
+    recomputed here from the surrogates listed in advice.csv."""
+    p, sgd, a = paper_advice
+    cands = a.candidates.set_index("quant")
+    roles = {}
+    for q in a.recommended["quant"]:
+        row = cands.loc[q]
+        eps = row["surrogate_eps"]
+        roles[row["role"]] = (
+            Additive(eps) if row["surrogate"].startswith("additive")
+            else MultiplicativeElementwise(eps)
+        )  # fmt: skip
+    risk = qlinreg.exact_risk(p, Scheme(**roles), sgd, [sgd.steps]).exact_risk[-1]
+    full = qlinreg.exact_risk(p, Scheme(), sgd, [sgd.steps]).exact_risk[-1]
+    assert a.recommended["penalty"] == pytest.approx(risk - full, rel=1e-6)
+    assert a.full_risk == pytest.approx(full, rel=1e-9)
+
+
+def test_recommendation_is_within_budget_and_cheapest_of_the_checked(paper_advice):
+    _, _, a = paper_advice
+    rec = a.recommended
+    assert rec["penalty"] <= a.budget_abs
+    checked = a.joint[a.joint["checked"] & (a.joint["penalty"] <= a.budget_abs)]
+    assert rec["bits_per_step"] == checked["bits_per_step"].min()
+    assert rec["cost_fraction"] < 1  # something is quantized
+    # no flagged candidate is recommended
+    flagged = set(a.candidates.loc[a.candidates["flags"] != "", "quant"])
+    assert not flagged & set(rec["quant"])
+
+
+def test_verified_penalty_within_budget_paper_setting(paper_advice):
+    _, _, a = paper_advice
+    v = a.verification.set_index("scheme").loc["recommended"]
+    assert v["status"] == "ok"
+    assert v["penalty"] <= a.budget_abs + 3 * v["penalty_se"]
+
+
+def test_verified_penalty_within_budget_on_a_data_set():
+    """A shipped data set in its own coordinates (diabetes, d = 10, resampled rows, raw
+    target). γ = 0.01: at 0.02 full-precision SGD itself diverges on these rows (max‖x‖² = 49
+    against E‖x‖² = 10), which the Gaussian theory does not see."""
+    from qlinreg.config import RunConfig
+
+    cfg = RunConfig(data="sklearn:diabetes", data_mode="empirical", lr=0.01, steps=1000,
+                    trials=0, exact=True)  # fmt: skip
+    p, sgd = cfg.problem(), cfg.sgd()
+    a = advise(p, sgd, Budget(0.05, relative=True, convention="clean"), menu=MENU, trials=64)
+    v = a.verification.set_index("scheme").loc["recommended"]
+    assert v["status"] == "ok"
+    assert v["penalty"] <= a.budget_abs + 3 * v["penalty_se"]
+
+
+def test_horizon_inf_penalty_is_the_data_floor():
+    """As N → ∞ only the data quantizer leaves a penalty: ApproxErr of its surrogate."""
+    p, sgd = make_problem(30), SGDConfig(0.1, 1000)
+    a = advise(p, sgd, Budget(1e-3, horizon="inf"), menu=["int8", "fp8_e4m3"],
+               roundings=["stochastic"], trials=0)  # fmt: skip
+    c = a.candidates
+    assert (c.loc[c["role"] != "data", "predicted_penalty"] == 0).all()
+    row = c[c["quant"] == "data=int8:stochastic"].iloc[0]
+    floor = qlinreg.theory.approx_err(p, Additive(row["surrogate_eps"]))
+    assert row["predicted_penalty"] == pytest.approx(floor, rel=1e-9)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"budget": Budget(0.1), "menu": ["fp9_e4m4"]}, "fp9_e4m4"),
+        ({"budget": Budget(0.1), "menu": ["additive:0.1"]}, "not a number format"),
+        ({"budget": Budget(0.1), "roles": ["weights"]}, "roles must be"),
+        ({"budget": Budget(0.1), "cost_weights": {"data": -1}}, "cost weights"),
+        ({"budget": Budget(0.1), "roundings": ["up"]}, "rounding"),
+        ({"budget": Budget(1e-12), "menu": ["fp4_e2m1"], "roles": ["data"]},
+         "smallest predicted penalty is"),
+    ],
+)  # fmt: skip
+def test_bad_advice_input(kwargs, message):
+    p, sgd = make_problem(20), SGDConfig(0.1, 200)
+    with pytest.raises(ValueError, match=message):
+        advise(p, sgd, trials=0, **kwargs)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf")])
+def test_budget_must_be_positive(value):
+    with pytest.raises(ValueError, match="budget must be a finite number > 0"):
+        Budget(value)
+
+
+def test_horizon_inf_needs_an_average():
+    with pytest.raises(ValueError, match="horizon 'inf'"):
+        advise(make_problem(10), SGDConfig(0.1, 100, average="last"), Budget(0.1, horizon="inf"))
+
+
+# ---- the command -----------------------------------------------------------------------------
+
+FAST = ["--dim", "30", "--steps", "1000", "--menu", "int8,fp8_e4m3,fp4_e2m1",
+        "--rounding", "stochastic"]  # fmt: skip
+
+
+def test_advise_command_writes_its_files(tmp_path):
+    """Verification off (it is tested above): every file, the JSON keys, the CSV columns, the
+    max-ε table, and the recommendation's quant strings run as ``qlinreg run`` options."""
+    out = tmp_path / "adv"
+    args = ["--solve", "eps", "--role", "data", "--role", "params", "--trials", "0"]
+    res = runner.invoke(app, ["advise", "--budget", "0.05", "--relative", *FAST, *args,
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "advice.json").read_text())
+    for key in ("quant", "predicted_penalty", "verified_penalty", "verified_se",
+                "cost_bits_per_step", "budget"):  # fmt: skip
+        assert key in doc
+    assert doc["verified_penalty"] is None and doc["predicted_penalty"] <= doc["budget"]
+    assert all(q.split("=")[0] in ("data", "params") for q in doc["quant"])
+    cands = pd.read_csv(out / "advice.csv")
+    want = {"format", "rounding", "eps_additive", "eps_multiplicative", "error_model",
+            "predicted_penalty", "bits_per_value", "within_budget"}  # fmt: skip
+    assert want <= set(cands.columns)
+    assert set(cands["role"]) == {"data", "params"} and len(cands) == 6
+    eps = pd.read_csv(out / "max_eps.csv")
+    assert list(eps.columns[:4]) == ["role", "kind", "convention", "max_eps"]
+    assert len(eps) == 2 * 2 * 2
+    assert (out / "pareto.png").stat().st_size > 0
+    summary = (out / "summary.md").read_text()
+    assert "qlinreg run -q" in summary and doc["quant"][0] in summary
+    q = sum((["-q", s] for s in doc["quant"]), [])
+    res = runner.invoke(app, ["run", "--dim", "30", "--steps", "50", "--trials", "2", *q,
+                              "--no-progress", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "0"], "budget must be a finite number > 0"),
+        (["--budget", "-1"], "budget must be a finite number > 0"),
+        (["--budget", "0.1", "--menu", "fp8_e9m9"], "fp8_e9m9"),
+        (["--budget", "0.1", "--cost-weights", "data"], "ROLE=W"),
+        (["--budget", "0.1", "--role", "weights"], "roles must be"),
+        (["--budget", "0.1", "--dim", "0"], "dim"),
+        (["--budget", "1e-12", "--menu", "fp4_e2m1", "--role", "data"],
+         "smallest predicted penalty is"),
+    ],
+)  # fmt: skip
+def test_advise_bad_input_is_one_line(tmp_path, args, message):
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["advise", "--dim", "20", "--steps", "200", "--trials", "0",
+                              *args, "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
+    assert not (out / "advice.json").exists()
