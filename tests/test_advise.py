@@ -390,3 +390,33 @@ def test_advise_bad_input_is_one_line(tmp_path, args, message):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
     assert not (out / "advice.json").exists()
+
+
+# ---- the recipe's verdicts -----------------------------------------------------------------
+
+
+def _row(penalty, se, predicted=1.0, budget_abs=1.0, status="ok"):
+    return {"setting": "s", "budget": 0.1, "scheme": "recommended", "quant": "data=int8",
+            "predicted": predicted, "penalty": penalty, "penalty_se": se,
+            "budget_abs": budget_abs, "cost_fraction": 0.25, "status": status}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "within", "agree"),
+    [
+        (_row(1.05, 0.02), True, True),  # over the budget by less than 3 SE; within 10 %
+        (_row(1.07, 0.02), False, True),  # over by more than 3 SE; 0.07 ≤ 0.06 + 0.1
+        (_row(1.17, 0.02), False, False),  # and beyond 3 SE + 10 % of the prediction
+        (_row(0.5, 0.34), False, False),  # not resolved: 3 SE > budget
+        (_row(0.5, 0.3), True, True),  # resolved (0.9 ≤ 1); |0.5 − 1| = 0.5 ≤ 0.9 + 0.1
+        (_row(0.5, 0.1), True, False),  # resolved; |0.5 − 1| = 0.5 > 0.3 + 0.1
+        (_row(float("nan"), float("nan"), status="diverged"), False, False),
+    ],
+)
+def test_advisor_claim_verdicts(row, within, agree):
+    from qlinreg.experiments.advisor import advisor_claims
+
+    c_within, c_agree = advisor_claims(pd.DataFrame([row]))
+    assert c_within.held is within and c_agree.held is agree
+    assert ("not resolved" in c_within.measured) is (row["status"] == "ok" and 3 * row[
+        "penalty_se"] > row["budget_abs"])  # fmt: skip

@@ -65,6 +65,7 @@ __all__ = [
     "DEFAULT_MENU",
     "ROLES",
     "Advice",
+    "Advisor",
     "Budget",
     "advise",
     "bits_per_value",
@@ -547,6 +548,228 @@ def _kind(q) -> str:
     return "none"
 
 
+class Advisor:
+    """The budget-independent part of the advice: the pilot, each candidate's measurement and
+    surrogate (one pass over the menu), then any number of budgets (:meth:`advise`).
+
+    Args:
+        problem, sgd: the setting (``sgd.storage`` must be unset).
+        roles: roles that may be quantized (others stay in full precision).
+        menu: candidate formats, for every role or ``{role: [...]}`` (default
+            :data:`DEFAULT_MENU`); a name without a rounding is tried with each of ``roundings``.
+        cost_weights: weight per role of its bits (default 1 each).
+        seed: seed of the pilot, the measurements and the verification.
+        progress: optional callable ``progress(message)``.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        sgd: SGDConfig,
+        *,
+        roles: Sequence[str] = ROLES,
+        menu: Mapping[str, Sequence[str]] | Sequence[str] | None = None,
+        roundings: Sequence[str] = DEFAULT_ROUNDINGS,
+        cost_weights: Mapping[str, float] | None = None,
+        seed: int = 0,
+        progress=None,
+    ):
+        self.say = progress or (lambda _msg: None)
+        check_run(problem, None, sgd)
+        if sgd.storage is not None:
+            raise ValueError("advise: low-precision weight storage (storage) is not supported")
+        self.roles = _check_roles(roles)
+        roundings = tuple(roundings)
+        for r in roundings:
+            if r not in _ALL_ROUNDINGS:
+                raise ValueError(f"rounding must be one of {', '.join(_ALL_ROUNDINGS)}, got {r!r}")
+        self.weights = _check_weights(cost_weights)
+        self.seed = _nonneg_int("seed", seed)
+        menu_texts = _menu(menu, self.roles, roundings)
+        self.problem, self.sgd = problem, sgd
+        B, d = sgd.batch, problem.d
+        self._penalties: dict[str, _Penalties] = {}
+        self._baseline: dict[int, np.ndarray] = {}
+        self.pen("N")  # the exact risk exists for this setting (else: one clear error)
+
+        self.say("pilot run and tensors per role")
+        samples = role_samples(problem, sgd, seed=seed)
+        self.total_fp32 = sum(32.0 * values_per_step(r, B, d) * self.weights[r] for r in ROLES)
+        self.rows, self.options = [], {r: [] for r in ROLES}
+        texts = list(dict.fromkeys(t for role in self.roles for t in menu_texts[role]))
+        self.say(f"measuring {len(texts)} formats on {len(self.roles)} roles")
+        for i, text in enumerate(texts):
+            q = _parse_candidate(text)
+            want = [r for r in self.roles if text in menu_texts[r]]
+            measured = measure_roles(q, {r: samples[r] for r in want}, seed=seed + 1 + i)
+            for role in want:
+                shape, m = role_shape(role, B, d), measured[role]
+                sur = surrogate_for(role, m, problem)
+                bits = bits_per_value(q, shape)
+                row = {
+                    "role": role,
+                    "format": q.label.split(":")[0],
+                    "rounding": q.rounding,
+                    "quant": f"{role}={q.label}",
+                    "bits_per_value": bits,
+                    "bits_per_step": bits * values_per_step(role, B, d) * self.weights[role],
+                    "eps_additive": m.estimate.eps_additive,
+                    "eps_multiplicative": m.estimate.eps_multiplicative,
+                    "error_model": m.estimate.model,
+                    "surrogate": sur.label if hasattr(sur, "label") else str(sur),
+                    "surrogate_eps": float(getattr(sur, "eps", 0.0)),
+                    "bias_share": m.bias_share,
+                    "saturated": m.saturated,
+                    "underflow": m.underflow,
+                    "flags": "; ".join(_flags(q, role, m, shape, problem.samples is not None)),
+                }
+                self.rows.append(row)
+                self.options[role].append((row, sur))
+        order = {r: i for i, r in enumerate(ROLES)}
+        self.rows.sort(key=lambda r: order[r["role"]])
+
+    def pen(self, horizon: str) -> _Penalties:
+        """The exact penalties at ``horizon`` (cached)."""
+        if horizon not in self._penalties:
+            self._penalties[horizon] = _Penalties(self.problem, self.sgd, horizon)
+        return self._penalties[horizon]
+
+    def candidates(self, budget: Budget, allow_flagged: bool = False) -> pd.DataFrame:
+        """One row per role × candidate with its predicted penalty alone in ``budget``'s
+        convention and horizon, whether that is within budget, and whether it may be
+        recommended (``eligible``: unflagged, or ``allow_flagged``)."""
+        pen, conv = self.pen(budget.horizon), budget.convention
+        limit = self.budget_abs(budget)
+        rows = []
+        for role in ROLES:
+            for row, sur in self.options[role]:
+                p = pen.penalty(Scheme(**{role: sur}), conv)
+                rows.append({**row, "predicted_penalty": p, "within_budget": bool(p <= limit),
+                             "eligible": bool(allow_flagged or not row["flags"])})  # fmt: skip
+        return pd.DataFrame(rows)
+
+    def budget_abs(self, budget: Budget) -> float:
+        """The budget as an absolute penalty (× the full-precision risk if relative)."""
+        full = self.pen(budget.horizon).full[budget.convention]
+        if budget.relative and not full > 0:
+            raise ValueError("budget: a relative budget needs a full-precision risk > 0")
+        return budget.value * full if budget.relative else budget.value
+
+    def advise(
+        self,
+        budget: Budget,
+        *,
+        trials: int = 32,
+        allow_flagged: bool = False,
+        max_batch: int = 1024,
+    ) -> Advice:
+        """The cheapest scheme within ``budget`` (module docstring), verified by ``trials``
+        Monte Carlo trials (0: none); ``allow_flagged`` lets candidates whose surrogate is known
+        to fail be recommended; ``max_batch``: largest batch size of the batch-size table."""
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a qlinreg.advise.Budget, got {type(budget).__name__}")
+        trials = _nonneg_int("trials", trials)
+        problem, sgd, conv = self.problem, self.sgd, budget.convention
+        B, d = sgd.batch, problem.d
+        pen = self.pen(budget.horizon)
+        budget_abs = self.budget_abs(budget)
+        candidates = self.candidates(budget, allow_flagged)
+        by_quant = {r["quant"]: r for r in candidates.to_dict("records")}
+        options = {role: [(by_quant[row["quant"]], sur) for row, sur in self.options[role]]
+                   for role in ROLES}  # fmt: skip
+
+        # Per role: the cheapest candidate within budget alone (eligible), else FP32.
+        per_role, fronts = {}, {}
+        for role in ROLES:
+            ref = _fp32_option(role, B, d, self.weights)
+            opts = [(r, s) for r, s in options[role] if r["eligible"] and np.isfinite(
+                r["predicted_penalty"])]  # fmt: skip
+            fits = [o for o in opts if o[0]["within_budget"]]
+            best = min(fits, key=lambda o: (o[0]["bits_per_step"], o[0]["predicted_penalty"]),
+                       default=ref)  # fmt: skip
+            per_role[role] = best[0]["quant"]
+            near = [o for o in opts if o[0]["predicted_penalty"] <= budget_abs * SLACK]
+            fronts[role] = _pareto([ref, *near])
+        usable = candidates["within_budget"] & candidates["eligible"]
+        if not usable.any():
+            best = candidates.loc[candidates["predicted_penalty"].idxmin()]
+            raise ValueError(
+                f"budget: no candidate format meets the budget {budget_abs:.4g} ({conv} "
+                f"inputs, horizon {budget.horizon}): the smallest predicted penalty is "
+                f"{best['predicted_penalty']:.4g} ({best['quant']}"
+                f"{', flagged' if best['flags'] else ''}); raise the budget or add formats"
+            )
+
+        self.say("joint search")
+        joint = _joint_search(fronts, pen, conv, budget_abs, self.total_fp32)
+        fitting = joint[joint["checked"] & (joint["penalty"] <= budget_abs)].sort_values(
+            ["bits_per_step", "penalty"]
+        )
+        rec = fitting.iloc[0].to_dict()
+        runner = fitting.iloc[1].to_dict() if len(fitting) > 1 else None
+        for r in (rec, runner):
+            if r is not None:
+                r["quant"] = [q for q in r["quant"].split(" ") if q]
+
+        batches = _batch_table(problem, sgd, options, budget, budget_abs, max_batch, rec)
+
+        verification = pd.DataFrame()
+        if trials:
+            self.say(f"verification: Monte Carlo, {trials} trials, real formats")
+            verification = self._verify(rec, runner, trials, conv, budget_abs)
+        notes = _notes(budget, sgd, verification, candidates)
+        setting = {
+            "dim": d, "batch": B, "lr": sgd.lr, "steps": sgd.steps, "average": sgd.average,
+            "problem": problem.name or "synthetic", "data_mode": problem.data_mode,
+            "roles": list(self.roles), "cost_weights": self.weights,
+        }  # fmt: skip
+        return Advice(
+            budget=budget, budget_abs=budget_abs, full_risk=pen.full[conv],
+            candidates=candidates, joint=joint, recommended=rec, runner_up=runner,
+            per_role=per_role, batches=batches, verification=verification, setting=setting,
+            notes=notes,
+        )  # fmt: skip
+
+    def _finals(self, scheme: Scheme, trials: int):
+        """Per-trial ``(risk, risk_clean)`` at ``N`` of a Monte Carlo run (seed shared by
+        every scheme: trial ``k`` sees the same features, labels and label noise), or the
+        run's message if it did not finish."""
+        from qlinreg.pipeline import RunSpec, run
+
+        spec = RunSpec(self.problem, scheme, self.sgd, trials=trials, seed=self.seed,
+                       checkpoints=[self.sgd.steps])  # fmt: skip
+        res = run(spec)
+        if res.status != "ok":
+            return None, res.message or res.status
+        sim = res.simulation
+        return {"quantized": sim.risk[-1], "clean": sim.risk_clean[-1]}, ""
+
+    def _verify(self, rec, runner, trials, conv, budget_abs) -> pd.DataFrame:
+        """Monte Carlo of the real formats of ``rec`` and ``runner``, paired with full
+        precision (its run cached across budgets)."""
+        if trials not in self._baseline:
+            self._baseline[trials] = self._finals(Scheme(), trials)
+        base, msg = self._baseline[trials]
+        rows = []
+        for name, r in (("recommended", rec), ("runner-up", runner)):
+            if r is None:
+                continue
+            row = {"scheme": name, "quant": " ".join(r["quant"]), "predicted": r["penalty"],
+                   "penalty": math.nan, "penalty_se": math.nan, "within_budget": False,
+                   "agrees": False}  # fmt: skip
+            vals, why = self._finals(Scheme.parse(r["quant"]), trials) if base else (None, "")
+            if base is None or vals is None:
+                rows.append({**row, "status": why or f"full precision: {msg}"})
+                continue
+            diff = np.asarray(vals[conv], np.float64) - np.asarray(base[conv], np.float64)
+            mean = float(diff.mean())
+            se = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else math.nan
+            rows.append({**row, "penalty": mean, "penalty_se": se,
+                         "within_budget": bool(mean <= budget_abs + 3 * se),
+                         "agrees": agrees(r["penalty"], mean, se), "status": "ok"})  # fmt: skip
+        return pd.DataFrame(rows)
+
+
 def advise(
     problem: Problem,
     sgd: SGDConfig,
@@ -562,137 +785,15 @@ def advise(
     max_batch: int = 1024,
     progress=None,
 ) -> Advice:
-    """The cheapest quantization scheme within ``budget`` (module docstring), verified.
-
-    Args:
-        problem, sgd: the setting (``sgd.storage`` must be unset).
-        budget: the penalty allowed (:class:`Budget`).
-        roles: roles that may be quantized (others stay in full precision).
-        menu: candidate formats, for every role or ``{role: [...]}`` (default
-            :data:`DEFAULT_MENU`); a name without a rounding is tried with each of ``roundings``.
-        cost_weights: weight per role of its bits (default 1 each).
-        trials: Monte Carlo trials of the verification (0: no verification).
-        seed: seed of the pilot, the measurements and the verification.
-        allow_flagged: let candidates whose surrogate is known to fail be recommended.
-        max_batch: largest batch size of the batch-size table.
-        progress: optional callable ``progress(message)``.
-    """
-    say = progress or (lambda _msg: None)
-    check_run(problem, None, sgd)
-    if sgd.storage is not None:
-        raise ValueError("advise: low-precision weight storage (storage) is not supported")
+    """The cheapest quantization scheme within ``budget``, verified: :class:`Advisor` (its
+    arguments) then :meth:`Advisor.advise` (``trials``, ``allow_flagged``, ``max_batch``)."""
     if not isinstance(budget, Budget):
         raise TypeError(f"budget must be a qlinreg.advise.Budget, got {type(budget).__name__}")
-    roles = _check_roles(roles)
-    roundings = tuple(roundings)
-    for r in roundings:
-        if r not in _ALL_ROUNDINGS:
-            raise ValueError(f"rounding must be one of {', '.join(_ALL_ROUNDINGS)}, got {r!r}")
-    weights = _check_weights(cost_weights)
-    trials = _nonneg_int("trials", trials)
-    menu_texts = _menu(menu, roles, roundings)
-    B, d, conv = sgd.batch, problem.d, budget.convention
-
-    pen = _Penalties(problem, sgd, budget.horizon)
-    full = pen.full[conv]
-    budget_abs = budget.value * full if budget.relative else budget.value
-    if budget.relative and not full > 0:
-        raise ValueError("budget: a relative budget needs a full-precision risk > 0")
-
-    say("pilot run and tensors per role")
-    samples = role_samples(problem, sgd, seed=seed)
-    fp32_bits = {r: 32.0 * values_per_step(r, B, d) * weights[r] for r in ROLES}
-    total_fp32 = sum(fp32_bits.values())
-
-    rows, options = [], {r: [] for r in ROLES}
-    texts = list(dict.fromkeys(t for role in roles for t in menu_texts[role]))
-    say(f"measuring {len(texts)} formats on {len(roles)} roles")
-    for i, text in enumerate(texts):
-        q = _parse_candidate(text)
-        want = [r for r in roles if text in menu_texts[r]]
-        measured = measure_roles(q, {r: samples[r] for r in want}, seed=seed + 1 + i)
-        for role in want:
-            shape, m = role_shape(role, B, d), measured[role]
-            sur = surrogate_for(role, m, problem)
-            p = pen.penalty(Scheme(**{role: sur}), conv)
-            bits = bits_per_value(q, shape)
-            flags = _flags(q, role, m, shape, problem.samples is not None)
-            row = {
-                "role": role,
-                "format": q.label.split(":")[0],
-                "rounding": q.rounding,
-                "quant": f"{role}={q.label}",
-                "bits_per_value": bits,
-                "bits_per_step": bits * values_per_step(role, B, d) * weights[role],
-                "eps_additive": m.estimate.eps_additive,
-                "eps_multiplicative": m.estimate.eps_multiplicative,
-                "error_model": m.estimate.model,
-                "surrogate": sur.label if hasattr(sur, "label") else str(sur),
-                "surrogate_eps": float(getattr(sur, "eps", 0.0)),
-                "bias_share": m.bias_share,
-                "saturated": m.saturated,
-                "underflow": m.underflow,
-                "predicted_penalty": p,
-                "within_budget": bool(p <= budget_abs),
-                "flags": "; ".join(flags),
-                "eligible": bool(allow_flagged or not flags),
-            }
-            rows.append(row)
-            options[role].append((row, sur))
-    order = {r: i for i, r in enumerate(ROLES)}
-    rows.sort(key=lambda r: order[r["role"]])
-    candidates = pd.DataFrame(rows)
-
-    # Per role: the cheapest candidate within budget alone (eligible), else FP32.
-    per_role, fronts = {}, {}
-    for role in ROLES:
-        ref = _fp32_option(role, B, d, weights)
-        opts = [(r, s) for r, s in options[role] if r["eligible"] and np.isfinite(
-            r["predicted_penalty"])]  # fmt: skip
-        fits = [o for o in opts if o[0]["within_budget"]]
-        best = min(fits, key=lambda o: (o[0]["bits_per_step"], o[0]["predicted_penalty"]),
-                   default=ref)  # fmt: skip
-        per_role[role] = best[0]["quant"]
-        fronts[role] = _pareto([ref, *[o for o in opts if o[0]["predicted_penalty"] <= budget_abs
-                                       * SLACK]])  # fmt: skip
-    usable = candidates["within_budget"] & candidates["eligible"]
-    if not usable.any():
-        best = candidates.loc[candidates["predicted_penalty"].idxmin()]
-        raise ValueError(
-            f"budget: no candidate format meets the budget {budget_abs:.4g} ({conv} inputs, "
-            f"horizon {budget.horizon}): the smallest predicted penalty is "
-            f"{best['predicted_penalty']:.4g} ({best['quant']}"
-            f"{', flagged' if best['flags'] else ''}); raise the budget or add formats"
-        )
-
-    say("joint search")
-    joint = _joint_search(fronts, pen, conv, budget_abs, total_fp32)
-    fitting = joint[joint["checked"] & (joint["penalty"] <= budget_abs)].sort_values(
-        ["bits_per_step", "penalty"]
-    )
-    rec = fitting.iloc[0].to_dict()
-    runner = fitting.iloc[1].to_dict() if len(fitting) > 1 else None
-    for r in (rec, runner):
-        if r is not None:
-            r["quant"] = [q for q in r["quant"].split(" ") if q]
-
-    batches = _batch_table(problem, sgd, options, per_role, budget, budget_abs, max_batch, rec)
-
-    verification = pd.DataFrame()
-    if trials:
-        say(f"verification: Monte Carlo, {trials} trials, real formats")
-        verification = _verify(problem, sgd, rec, runner, trials, seed, conv, budget_abs)
-    notes = _notes(budget, sgd, problem, verification, candidates)
-    setting = {
-        "dim": d, "batch": B, "lr": sgd.lr, "steps": sgd.steps, "average": sgd.average,
-        "problem": problem.name or "synthetic", "data_mode": problem.data_mode,
-        "roles": list(roles), "cost_weights": weights,
-    }  # fmt: skip
-    return Advice(
-        budget=budget, budget_abs=budget_abs, full_risk=full, candidates=candidates,
-        joint=joint, recommended=rec, runner_up=runner, per_role=per_role, batches=batches,
-        verification=verification, setting=setting, notes=notes,
+    advisor = Advisor(
+        problem, sgd, roles=roles, menu=menu, roundings=roundings, cost_weights=cost_weights,
+        seed=seed, progress=progress,
     )  # fmt: skip
+    return advisor.advise(budget, trials=trials, allow_flagged=allow_flagged, max_batch=max_batch)
 
 
 def _check_roles(roles) -> tuple[str, ...]:
@@ -785,7 +886,7 @@ def _front_mask(cost: np.ndarray, penalty: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _batch_table(problem, sgd, options, per_role, budget, budget_abs, max_batch, rec):
+def _batch_table(problem, sgd, options, budget, budget_abs, max_batch, rec):
     """Labels, activations, output gradients: for each candidate cheaper per value than the
     role's choice, the smallest ``B`` (powers of two ≤ ``max_batch``) at which its penalty alone
     is within budget — ε as measured at the given ``B`` (additive errors on these roles fall
@@ -793,6 +894,7 @@ def _batch_table(problem, sgd, options, per_role, budget, budget_abs, max_batch,
     rows = []
     chosen = {q.split("=")[0]: q for q in rec["quant"]}
     Bs = [b for b in (2**k for k in range(0, 31)) if b <= max_batch]
+    pens = {}
     for role in ("labels", "activations", "grads"):
         ref_bits = next((r["bits_per_value"] for r, _ in options[role] if r["quant"] ==
                          chosen.get(role)), 32.0)  # fmt: skip
@@ -801,8 +903,9 @@ def _batch_table(problem, sgd, options, per_role, budget, budget_abs, max_batch,
                 continue
             found = None
             for b in Bs:
-                s = replace(sgd, batch=b)
-                pb = _Penalties(problem, s, budget.horizon)
+                if b not in pens:
+                    pens[b] = _Penalties(problem, replace(sgd, batch=b), budget.horizon)
+                pb = pens[b]
                 p = pb.penalty(Scheme(**{role: sur}), budget.convention)
                 lim = budget.value * pb.full[budget.convention] if budget.relative else budget_abs
                 if p <= lim:
@@ -817,50 +920,13 @@ def _batch_table(problem, sgd, options, per_role, budget, budget_abs, max_batch,
                                        "penalty_at_min_batch"])  # fmt: skip
 
 
-def _verify(problem, sgd, rec, runner, trials, seed, conv, budget_abs) -> pd.DataFrame:
-    """Monte Carlo of the real formats, paired with full precision (same seed: trial ``k`` sees
-    the same features, labels and label noise in every scheme)."""
-    from qlinreg.pipeline import RunSpec, run
-
-    def finals(scheme):
-        res = run(RunSpec(problem, scheme, sgd, trials=trials, seed=seed,
-                          checkpoints=[sgd.steps]))  # fmt: skip
-        if res.status != "ok":
-            return None, res.message or res.status
-        sim = res.simulation
-        return (sim.risk if conv == "quantized" else sim.risk_clean)[-1], ""
-
-    base, msg = finals(Scheme())
-    rows = []
-    for name, r in (("recommended", rec), ("runner-up", runner)):
-        if r is None:
-            continue
-        vals, why = finals(Scheme.parse(r["quant"]))
-        if base is None or vals is None:
-            rows.append({"scheme": name, "quant": " ".join(r["quant"]), "predicted": r["penalty"],
-                         "penalty": math.nan, "penalty_se": math.nan, "within_budget": False,
-                         "agrees": False,
-                         "status": why or f"full precision: {msg}"})  # fmt: skip
-            continue
-        diff = np.asarray(vals, np.float64) - np.asarray(base, np.float64)
-        mean = float(diff.mean())
-        se = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else math.nan
-        rows.append({
-            "scheme": name, "quant": " ".join(r["quant"]), "predicted": r["penalty"],
-            "penalty": mean, "penalty_se": se,
-            "within_budget": bool(mean <= budget_abs + 3 * se),
-            "agrees": agrees(r["penalty"], mean, se), "status": "ok",
-        })  # fmt: skip
-    return pd.DataFrame(rows)
-
-
 def agrees(predicted: float, measured: float, se: float) -> bool:
     """Prediction and Monte Carlo agree: within 3 SE + 10 % of the prediction (the surrogate's
     one-number ε is an approximation of a format's error law)."""
     return bool(abs(measured - predicted) <= 3 * se + 0.1 * abs(predicted))
 
 
-def _notes(budget, sgd, problem, verification, candidates) -> list[str]:
+def _notes(budget, sgd, verification, candidates) -> list[str]:
     notes = []
     if budget.horizon == "inf":
         notes.append("horizon inf: the floor as N → ∞ (only data quantization leaves one); "

@@ -15,6 +15,7 @@ ORDER = (
     "spectral_distortion",
     "step_size",
     "real_data",
+    "advisor",
 )
 
 __all__ = ["ORDER", "RECIPES", "Recipe", "run_recipe"]
@@ -23,6 +24,7 @@ __all__ = ["ORDER", "RECIPES", "Recipe", "run_recipe"]
 def __getattr__(name: str):
     if name not in ("RECIPES", "Recipe", "run_recipe"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from qlinreg.experiments import advisor as _advisor  # noqa: F401  (registers recipes)
     from qlinreg.experiments import base
     from qlinreg.experiments import extensions as _extensions  # noqa: F401  (registers recipes)
     from qlinreg.experiments import formats as _formats  # noqa: F401  (registers recipes)

@@ -292,26 +292,36 @@ def real_data(size: str):
 
 
 def _figure(df: pd.DataFrame, pen: pd.DataFrame, d: int):
-    """Left: risk vs N per idealized data quantizer (Gaussian-mode Monte Carlo circles,
-    resampled rows squares, Gaussian exact lines). Right: the penalties over full precision at
-    N, per quantizer and data mode (paired Monte Carlo ± 1 SE; exact as a tick)."""
+    """Left: the penalty over full precision against N per idealized data quantizer (paired
+    Monte Carlo, Gaussian rows filled circles, resampled rows open squares, ±1 SE; the
+    Gaussian exact penalty as a line where it exists). Right: the penalties at N, per quantizer
+    and data mode (paired Monte Carlo ± 1 SE; exact as a tick)."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
     data = df[df["check"] == "data"]
-    for model in ("none", "additive", "multiplicative", "multiplicative_elementwise"):
-        g = data[(data["model"] == model) & (data["mode"] == "gaussian")].sort_values("step")
-        e = data[(data["model"] == model) & (data["mode"] == "empirical")].sort_values("step")
-        (line,) = ax.plot(g["step"], g["risk_mean"], "o", ms=3, label=f"{model}: Gaussian MC")
-        c = line.get_color()
-        ax.plot(e["step"], e["risk_mean"], "s", ms=3, mfc="none", color=c,
-                label=f"{model}: resampled rows")  # fmt: skip
+    base = data[(data["model"] == "none") & (data["mode"] == "gaussian")].set_index("step")
+    first = 100  # earlier, the penalties are below the Monte Carlo noise
+    for model in ("additive", "multiplicative", "multiplicative_elementwise"):
+        color = None
+        for mode, marker in (("gaussian", "o"), ("empirical", "s")):
+            g = data[(data["model"] == model) & (data["mode"] == mode)].sort_values("step")
+            g = g[g["penalty"].notna() & (g["step"] >= first)]
+            line = ax.errorbar(g["step"], g["penalty"], g["penalty_se"], fmt=marker, ms=3,
+                               color=color, mfc=None if mode == "gaussian" else "none",
+                               capsize=0, elinewidth=0.6,
+                               label=f"{model}: {'Gaussian' if mode == 'gaussian' else 'resampled'}"
+                               " rows (MC ± SE)")  # fmt: skip
+            color = line.lines[0].get_color()
+        g = data[(data["model"] == model) & (data["mode"] == "gaussian")].set_index("step")
         if g["exact_risk"].notna().any():
-            ax.plot(g["step"], g["exact_risk"], "-", lw=1.0, color=c, label=f"{model}: exact")
+            ex = (g["exact_risk"] - base["exact_risk"]).dropna()
+            ex = ex[ex.index >= first]
+            ax.plot(ex.index, ex.values, "-", lw=1.2, color=color, label=f"{model}: exact")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("step N")
-    ax.set_ylabel("excess risk (quantized inputs)")
+    ax.set_ylabel("penalty over full precision (quantized inputs)")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
     sub = pen[pen["check"] == "data"]
     models = list(dict.fromkeys(sub["model"]))
     fin = _final(data)
