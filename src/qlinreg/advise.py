@@ -15,10 +15,10 @@ risk, at ``N`` or as ``N → ∞``, in one risk convention), :func:`advise`:
    is computed, never summed);
 4. **searches** the cheapest scheme within budget: per role, each role's candidates reduced to
    their cost–penalty Pareto front; jointly, every combination of those fronts when there are
-   few (:data:`EXHAUSTIVE`), otherwise the combinations ranked by cost whose *sum* of
-   penalties alone is within a slack of the budget, each checked by its exact joint penalty in
-   order of cost until two fit, the recommendation and a runner-up (at most
-   :data:`MAX_JOINT_CHECKS` checks);
+   few (:data:`EXHAUSTIVE`), otherwise a shortlist by cost of those whose *sum* of penalties
+   alone is near the budget, each checked by its exact joint penalty until two fit (the
+   recommendation and a runner-up), with a greedy descent from all-FP32 as the fallback
+   (:func:`_joint_search`, ``docs/advise.md`` §5);
 5. **verifies** the recommended scheme and the runner-up by Monte Carlo with the real formats,
    paired with full precision on shared seeds (same features, labels and noise per trial).
 
@@ -842,30 +842,66 @@ def _pareto(opts: list[tuple[dict, object]]) -> list[tuple[dict, object]]:
 
 
 def _joint_search(fronts, pen: _Penalties, conv: str, budget: float, total_fp32: float):
-    """Joint schemes over the per-role fronts: all checked exactly when there are at most
-    :data:`EXHAUSTIVE`; otherwise ranked by cost, those whose sum of penalties alone is within
-    ``SLACK × budget`` checked in order until two fit (≤ :data:`MAX_JOINT_CHECKS`)."""
+    """Joint schemes over the per-role fronts, each checked by its exact joint penalty:
+
+    - at most :data:`EXHAUSTIVE` combinations: all of them;
+    - more: (1) those whose sum of penalties alone is within the budget, in order of cost,
+      until two fit; (2) those whose sum is within ``SLACK × budget`` and that are cheaper than
+      the second fit (a joint penalty below the sum), in order of cost — together at most
+      :data:`MAX_JOINT_CHECKS` checks; (3) if fewer than two fit, a greedy descent from
+      all-FP32: repeatedly take, among the moves to the next cheaper option of one role's
+      front, the one saving the most bits whose joint penalty still fits.
+
+    Returns one row per combination: ``quant, bits_per_step, cost_fraction,
+    penalty_additive`` (the sum), ``penalty`` (exact where ``checked``, else the sum),
+    ``checked``, ``pareto``."""
     roles = list(fronts)
-    combos = list(itertools.product(*(fronts[r] for r in roles)))
-    cost = np.array([sum(o[0]["bits_per_step"] for o in c) for c in combos])
-    additive = np.array([sum(o[0]["predicted_penalty"] for o in c) for c in combos])
-    order = np.lexsort((additive, cost))
-    exhaustive = len(combos) <= EXHAUSTIVE
+    combos = list(itertools.product(*(range(len(fronts[r])) for r in roles)))
+    index = {c: i for i, c in enumerate(combos)}
+    opt = [[fronts[r][k] for r, k in zip(roles, c, strict=True)] for c in combos]
+    cost = np.array([sum(o[0]["bits_per_step"] for o in c) for c in opt])
+    additive = np.array([sum(o[0]["predicted_penalty"] for o in c) for c in opt])
     checked = np.zeros(len(combos), bool)
     joint = np.full(len(combos), np.nan)
-    n_checks = fits = 0
-    for i in order:
-        if not exhaustive and (additive[i] > SLACK * budget or n_checks >= MAX_JOINT_CHECKS):
-            continue
-        scheme = Scheme(**{r: o[1] for r, o in zip(roles, combos[i], strict=True)})
-        joint[i] = pen.penalty(scheme, conv)
-        checked[i] = True
-        n_checks += 1
-        fits += bool(joint[i] <= budget)
-        if not exhaustive and fits == 2:  # the recommendation and its runner-up
-            break
+
+    def check(i) -> bool:
+        if not checked[i]:
+            scheme = Scheme(**{r: o[1] for r, o in zip(roles, opt[i], strict=True)})
+            joint[i] = pen.penalty(scheme, conv)
+            checked[i] = True
+        return bool(joint[i] <= budget)
+
+    order = np.lexsort((additive, cost))
+    if len(combos) <= EXHAUSTIVE:
+        for i in order:
+            check(i)
+    else:
+        fits = []
+        for i in order:
+            if len(fits) == 2 or checked.sum() >= MAX_JOINT_CHECKS:
+                break
+            if additive[i] <= budget and check(i):
+                fits.append(i)
+        limit = cost[fits[-1]] if len(fits) == 2 else math.inf
+        for i in order:
+            if checked.sum() >= MAX_JOINT_CHECKS or cost[i] >= limit:
+                break
+            if budget < additive[i] <= SLACK * budget:
+                check(i)
+        if int(np.sum(checked & (joint <= budget))) < 2:
+            # greedy descent from the most expensive option of every front (FP32 included)
+            state = tuple(len(fronts[r]) - 1 for r in roles)
+            check(index[state])
+            while True:
+                moves = [state[:j] + (state[j] - 1,) + state[j + 1 :]
+                         for j in range(len(roles)) if state[j] > 0]  # fmt: skip
+                moves.sort(key=lambda m: cost[index[m]])
+                nxt = next((m for m in moves if check(index[m])), None)
+                if nxt is None:
+                    break
+                state = nxt
     rows = []
-    for i, c in enumerate(combos):
+    for i, c in enumerate(opt):
         quant = " ".join(o[0]["quant"] for o in c if o[0]["quant"])
         rows.append({
             "quant": quant, "bits_per_step": cost[i], "cost_fraction": cost[i] / total_fp32,

@@ -196,8 +196,8 @@ def real_data_claims(
         f8, f8_se = _penalty(mode, "data", "fp8_e4m3", clean=True)
         claims.append(Claim(
             "real_data",
-            f"Training on FP8 (e4m3) data costs less than on INT8 (per-tensor absmax) with these "
-            f"features ({mode} rows).",
+            f"Training on FP8 (e4m3) data costs less than on INT8 (per-row absmax scale) with "
+            f"these features ({mode} rows).",
             "clean",
             f"paired Monte Carlo penalty at N={n}: int8 {i8:.4g} ± {i8_se:.2g}, fp8_e4m3 "
             f"{f8:.4g} ± {f8_se:.2g}",
