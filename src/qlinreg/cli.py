@@ -94,6 +94,41 @@ def _bound_warnings(df) -> list[str]:
     return [f"the bound's hypothesis {reason}: its columns are not a bound (bound_valid = false)"]
 
 
+def _corollary(spec, out_dir: Path) -> list[str]:
+    """Print Corollary 4.2's conditions for the run's problem, N, B and γ, with the exact
+    risk's verdict; write them to OUT/corollary_4_2.csv (a warning when they do not apply)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qlinreg.files import write_atomic
+    from qlinreg.theory.corollary import corollary_4_2, corollary_4_2_exact
+
+    problem = spec.problem
+    try:
+        df = corollary_4_2_exact(problem, spec.sgd, corollary_4_2(problem, spec.sgd))
+    except ValueError as exc:
+        _show_warnings([f"Corollary 4.2 not evaluated: {exc}"])
+        return []
+    n = int(df["steps"].iloc[0])
+    table = Table(
+        title=f"Corollary 4.2 (reconstructed, unit constants), N = {n}: each role alone, ε* = "
+        f"the largest ε keeping the bound within ×2 of full precision's; exact risk ÷ full "
+        f"precision's at ε* and 4ε*",
+        title_justify="left",
+    )
+    for c in ("role", "kind", "ε*", "binding", "exact ×, at ε*", "at 4ε*", "verdict"):
+        table.add_column(
+            c, justify="left" if c in ("role", "kind", "binding", "verdict") else "right"
+        )
+    for r in df.itertuples():
+        table.add_row(r.role, r.kind, f"{r.eps_max:.3g}", r.binding, f"{r.ratio_at:.3g}",
+                      f"{r.ratio_beyond:.3g}", r.verdict)  # fmt: skip
+    Console(stderr=False, width=max(Console().width, 120)).print(table)
+    path = out_dir / "corollary_4_2.csv"
+    write_atomic(path, lambda p: df.to_csv(p, index=False))
+    return [str(path)]
+
+
 def _print_table(df, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -218,6 +253,15 @@ def run(
         typer.Option(help="A given Gaussian: H as a d × d .npy file (with --w-star W.npy)."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
+    corollary: Annotated[
+        bool | None,
+        typer.Option(
+            "--corollary/--no-corollary",
+            help="Also print Corollary 4.2's ε conditions per role (unit constants, at N) with "
+            "the exact risk's verdict, and write OUT/corollary_4_2.csv (default: on for "
+            "theory, off for run).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png.
@@ -252,6 +296,8 @@ def _run_command(options: dict, *, theory: bool) -> None:
 
     given = dict(options)
     config, progress = given.pop("config"), given.pop("progress")
+    corollary = given.pop("corollary")
+    corollary = theory if corollary is None else corollary
     given["quant"] = given["quant"] or None
     given["schedule"] = given["schedule"] or None
     given["out"] = None if given["out"] is None else str(given["out"])
@@ -279,7 +325,10 @@ def _run_command(options: dict, *, theory: bool) -> None:
     if len(result.frame):
         _print_table(result.frame, spec.title)
     _show_warnings(_bound_warnings(result.frame))
-    typer.echo(f"wrote {', '.join(str(p) for p in result.written)}")
+    written = [str(p) for p in result.written]
+    if corollary and result.status == "ok":
+        written += _corollary(spec, out_dir)
+    typer.echo(f"wrote {', '.join(written)}")
     raise typer.Exit(result.exit_code)
 
 

@@ -15,6 +15,7 @@ ORDER = (
     "spectral_distortion",
     "step_size",
     "real_data",
+    "corollary_4_2",
 )
 
 __all__ = ["ORDER", "RECIPES", "Recipe", "run_recipe"]
@@ -24,6 +25,7 @@ def __getattr__(name: str):
     if name not in ("RECIPES", "Recipe", "run_recipe"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from qlinreg.experiments import base
+    from qlinreg.experiments import corollary as _corollary  # noqa: F401  (registers recipes)
     from qlinreg.experiments import extensions as _extensions  # noqa: F401  (registers recipes)
     from qlinreg.experiments import formats as _formats  # noqa: F401  (registers recipes)
     from qlinreg.experiments import large_d as _large_d  # noqa: F401  (registers recipes)

@@ -72,6 +72,8 @@ __all__ = [
 Convention = Literal["quantized", "clean"]
 AlphaB = Literal["standard", "spectral"]
 ALPHA_B = ("standard", "spectral")
+Sup = Literal["exact", "endpoints"]
+SUPS = ("exact", "endpoints")
 ROLES_NOISE = ("labels", "activations", "params", "grads")
 _SUP_STEPPED = 256  # sup_t over every step up to here, then on a geometric grid
 _SUP_PER_DECADE = 40
@@ -162,20 +164,22 @@ def hypotheses(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> Hypot
     (Zou et al.'s step-size condition with :func:`step_alpha`'s ``α``) and a stable exact
     second-moment recursion (:func:`~qlinreg.theory.exact.second_moment_radius` < 1: otherwise
     the expected risk grows without bound and no finite bound holds)."""
-    from qlinreg.theory.exact import second_moment_radius
+    from qlinreg.theory.exact import _is_stable, _radius, _recursion
 
     scheme = check_run(problem, scheme, sgd)
     eig = problem.eigen()
     alpha = step_alpha(scheme, sgd.batch)
     tr = float(H_q(eig, scheme.data).sum())
     lr_max = 1.0 / (alpha * tr)
-    radius = second_moment_radius(eig, scheme, sgd)
-    stable = radius < 1
+    rec = _recursion(eig, scheme, replace(sgd, schedule=()))[0]
+    stable = _is_stable(rec)
     where = f"α = {alpha:.4g}, tr H^(q) = {tr:.4g}"
     if sgd.lr >= lr_max:
         reason = f"fails: γ = {sgd.lr:g} ≥ 1/(α·tr H^(q)) = {lr_max:.4g} ({where})"
     elif not stable:
-        reason = f"fails: the second-moment recursion is unstable (spectral radius {radius:.6g})"
+        reason = (
+            f"fails: the second-moment recursion is unstable (spectral radius {_radius(rec):.6g})"
+        )
     else:
         reason = f"holds: γ = {sgd.lr:g} < 1/(α·tr H^(q)) = {lr_max:.4g} ({where})"
     return Hypotheses(sgd.lr < lr_max and stable, reason, alpha, lr_max, stable)
@@ -296,6 +300,36 @@ def path_sup(
     return hw[at], hv[at]
 
 
+def _terms(
+    problem: Problem,
+    scheme: Scheme,
+    sgd: SGDConfig,
+    n: int,
+    hyp: Hypotheses,
+    alpha_B: AlphaB,
+    sup_w: float | None = None,
+    sup_v: float | None = None,
+) -> tuple[float, float, float, int, float, float]:
+    """``(VarErr, VarBiasErr, BiasErr, k*, σ_G², α_B)`` at ``N = n``, in the eigenbasis
+    (``sup_w``, ``sup_v``: :func:`noise_terms`; ``None``: the endpoints)."""
+    w0 = sgd.initial(problem.d)
+    h = H_q(problem, scheme.data)
+    order = np.argsort(-h, kind="stable")
+    v0 = (w0 - w_star_q(problem, scheme.data))[order]
+    h = h[order]
+    lr, alpha = sgd.lr, hyp.alpha
+    factor = 1.0 / (1.0 - lr * alpha * float(h.sum())) if hyp.valid else 1.0
+    s2 = noise_terms(problem, scheme, sgd.batch, w0, alpha_B=alpha_B, sup_w=sup_w, sup_v=sup_v)
+    k = k_star(problem, scheme.data, n, lr)
+    dim = k / n + n * lr**2 * float(np.sum(h[k:] ** 2))
+    var = s2["sigma_G2"] * factor * dim
+    head, tail = float(np.sum(v0[:k] ** 2)), float(h[k:] @ v0[k:] ** 2)
+    var_bias = 2 * alpha * (head + n * lr * tail) / (n * lr) * factor * dim
+    shrink = np.exp(-2 * n * lr * h[:k])
+    bias = float(np.sum(shrink * v0[:k] ** 2 / h[:k])) / (lr * n) ** 2 + tail
+    return var, var_bias, bias, k, s2["sigma_G2"], s2["alpha_B"]
+
+
 def _rows(
     problem: Problem,
     scheme: Scheme,
@@ -303,33 +337,19 @@ def _rows(
     steps: np.ndarray,
     hyp: Hypotheses,
     alpha_B: AlphaB,
+    sup: Sup = "exact",
 ) -> pd.DataFrame:
     """The bound's terms (without ApproxErr) at each ``N`` in ``steps``, in the eigenbasis."""
-    w0 = sgd.initial(problem.d)
-    h = H_q(problem, scheme.data)
-    order = np.argsort(-h, kind="stable")
-    v0 = (w0 - w_star_q(problem, scheme.data))[order]
-    h = h[order]
-    if hyp.stable:
+    if hyp.stable and sup == "exact":
         sup_w, sup_v = path_sup(problem, scheme, sgd, steps)
         source = "exact recursion"
-    else:  # no finite sup: the endpoints, for orientation (the row is not valid anyway)
+    else:  # the endpoints (an unstable recursion has no finite sup: the row is not valid)
         sup_w = sup_v = [None] * len(steps)
         source = "endpoints"
-    lr, alpha = sgd.lr, hyp.alpha
-    factor = 1.0 / (1.0 - lr * alpha * float(h.sum())) if hyp.valid else 1.0
-    rows = []
-    for n, sw, sv in zip(steps, sup_w, sup_v, strict=True):
-        n = int(n)
-        s2 = noise_terms(problem, scheme, sgd.batch, w0, alpha_B=alpha_B, sup_w=sw, sup_v=sv)
-        k = k_star(problem, scheme.data, n, lr)
-        dim = k / n + n * lr**2 * float(np.sum(h[k:] ** 2))
-        var = s2["sigma_G2"] * factor * dim
-        head, tail = float(np.sum(v0[:k] ** 2)), float(h[k:] @ v0[k:] ** 2)
-        var_bias = 2 * alpha * (head + n * lr * tail) / (n * lr) * factor * dim
-        shrink = np.exp(-2 * n * lr * h[:k])
-        bias = float(np.sum(shrink * v0[:k] ** 2 / h[:k])) / (lr * n) ** 2 + tail
-        rows.append((n, var, var_bias, bias, k, s2["sigma_G2"], s2["alpha_B"]))
+    rows = [
+        (int(n), *_terms(problem, scheme, sgd, int(n), hyp, alpha_B, sw, sv))
+        for n, sw, sv in zip(steps, sup_w, sup_v, strict=True)
+    ]
     cols = ["step", "bound_var", "bound_var_bias", "bound_bias", "k_star", "sigma_G2", "alpha_B"]
     df = pd.DataFrame(rows, columns=cols)
     df["sup_source"] = source
@@ -344,6 +364,7 @@ def bound(
     *,
     convention: Convention = "quantized",
     alpha_B: AlphaB = "standard",
+    sup: Sup = "exact",
 ) -> pd.DataFrame:
     """The unit-constant bound (Theorem 4.1 family; Zou et al.'s Theorem 2.1 at full
     precision) as a curve over ``N``, its hypotheses checked (:func:`hypotheses`).
@@ -358,6 +379,9 @@ def bound(
             ``= R_q(w*^(q))``) or ``"clean"`` (ApproxErr ``= ½‖w*^(q) − w*‖²_H``; the other
             terms bound ``½‖w̄ − w*^(q)‖²_{H^(q)} ≥ ½‖w̄ − w*^(q)‖²_H`` in both).
         alpha_B: the parameter-noise factor of ``σ_G²`` (:func:`noise_terms`).
+        sup: where the multiplicative errors' ``sup_t`` second moments come from:
+            ``"exact"`` (default: the exact recursion, :func:`path_sup`) or ``"endpoints"``
+            (``w_0`` and ``w*^(q)``: closed form, no recursion).
 
     Returns:
         One row per ``N``: ``step, bound, bound_var, bound_var_bias, bound_bias,
@@ -371,6 +395,8 @@ def bound(
         raise ValueError(f"convention must be 'quantized' or 'clean', got {convention!r}")
     if alpha_B not in ALPHA_B:
         raise ValueError(f"alpha_B must be one of {ALPHA_B}, got {alpha_B!r}")
+    if sup not in SUPS:
+        raise ValueError(f"sup must be one of {SUPS}, got {sup!r}")
     if sgd.schedule:
         raise ValueError("bound: the bound is stated for a constant step size; drop the schedule")
     config = run_config(problem, scheme, sgd)
@@ -384,7 +410,7 @@ def bound(
         problem, sgd = problem.eigen(), replace(sgd, w0=w0)  # the same risks, in law
     steps = check_checkpoints(checkpoints, sgd.steps)
     hyp = hypotheses(problem, scheme, sgd)
-    df = _rows(problem, scheme, sgd, steps, hyp, alpha_B)
+    df = _rows(problem, scheme, sgd, steps, hyp, alpha_B, sup)
     approx = (approx_err if convention == "quantized" else approx_err_clean)(problem, scheme.data)
     df["bound_approx"] = approx
     df.insert(1, "bound", df["bound_var"] + df["bound_var_bias"] + df["bound_bias"] + approx)
