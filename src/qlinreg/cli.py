@@ -23,6 +23,7 @@ from qlinreg.experiments import ORDER
 
 Spectrum = Literal["power_law", "exponential"]
 DataMode = Literal["gaussian", "empirical"]
+SketchQuantize = Literal["after", "before"]
 Average = Literal["polyak", "tail", "last"]
 DType = Literal["float32", "float64"]
 Executor = Literal["local", "dask"]
@@ -251,6 +252,23 @@ def run(
     covariance: Annotated[
         str | None,
         typer.Option(help="A given Gaussian: H as a d × d .npy file (with --w-star W.npy)."),
+    ] = None,
+    sketch: Annotated[
+        str | None,
+        typer.Option(
+            help="The follow-up's sketched model ⟨v, Sx⟩: M (a seeded Gaussian M × d sketch, "
+            "entries N(0, 1/M)) or a .npy file of S (M × d). Risks against the full model w*."
+        ),
+    ] = None,
+    sketch_seed: Annotated[
+        int | None, typer.Option(help="Seed of the Gaussian sketch (default 0).")
+    ] = None,
+    sketch_quantize: Annotated[
+        SketchQuantize | None,
+        typer.Option(
+            help="after: quantize the sketched features Q_d(Sx) (default; exact theory); "
+            "before: S·Q_d(x) (Monte Carlo only, except none/rank-one multiplicative data)."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
     corollary: Annotated[
