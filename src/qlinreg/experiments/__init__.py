@@ -16,6 +16,7 @@ ORDER = (
     "step_size",
     "real_data",
     "corollary_4_2",
+    "precision_scaling",
 )
 
 __all__ = ["ORDER", "RECIPES", "Recipe", "run_recipe"]
@@ -31,6 +32,7 @@ def __getattr__(name: str):
     from qlinreg.experiments import large_d as _large_d  # noqa: F401  (registers recipes)
     from qlinreg.experiments import paper as _paper  # noqa: F401  (registers recipes)
     from qlinreg.experiments import real_data as _real_data  # noqa: F401  (registers recipes)
+    from qlinreg.experiments import scaling as _scaling  # noqa: F401  (registers recipes)
 
     rest = sorted(set(base.RECIPES) - set(ORDER))
     base.RECIPES.update({n: base.RECIPES.pop(n) for n in (*ORDER, *rest) if n in base.RECIPES})
