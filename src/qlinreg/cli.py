@@ -104,7 +104,7 @@ def _corollary(spec, out_dir: Path) -> list[str]:
     from qlinreg.files import write_atomic
     from qlinreg.theory.corollary import corollary_4_2, corollary_4_2_exact
 
-    problem = spec.problem
+    problem = spec.model  # with a sketch: its exact reduction (the offset does not depend on ε)
     try:
         df = corollary_4_2_exact(problem, spec.sgd, corollary_4_2(problem, spec.sgd))
     except ValueError as exc:

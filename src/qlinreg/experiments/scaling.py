@@ -272,6 +272,9 @@ def _figure(df: pd.DataFrame):
                          color=f"C{j}", label=f"{model} ε = {eps:g}")  # fmt: skip
     axes[1].axhline(1, color="0.4", lw=0.8)
     axes[1].set(xscale="log", yscale="log", xlabel="sketch size M", ylabel="M_eff / M")
+    sizes = sorted(df["M"].unique())
+    axes[1].set_xticks(sizes, [str(m) for m in sizes], minor=False)
+    axes[1].set_xticks([], minor=True)
     kap = fit["kappa_M"]
     axes[1].set_title(f"effective model size (clean); additive M_ε ∝ ε^-κ, κ = {kap[0]:.2f} ± "
                       f"{kap[1]:.2f}", fontsize=8)  # fmt: skip
@@ -282,7 +285,7 @@ def _figure(df: pd.DataFrame):
                g["n_eps"] * (np.exp(g["se_log_n"].fillna(0)) - 1)]  # fmt: skip
         axes[2].errorbar(g["eps"], g["n_eps"], yerr=err, marker="os"[k], capsize=3, label=model)
     axes[2].axhline(1, color="0.4", lw=0.8)
-    axes[2].set(xscale="log", xlabel="ε (all five roles)", ylabel="N_eff / N")
+    axes[2].set(xscale="log", yscale="log", xlabel="ε (all five roles)", ylabel="N_eff / N")
     axes[2].set_title(f"effective data size at M = {int(df['M'].max())} (clean); ±1 SE",
                       fontsize=8)  # fmt: skip
     axes[2].legend(fontsize=7, frameon=False)
