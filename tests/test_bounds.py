@@ -380,3 +380,28 @@ def test_bound_validation():
     with pytest.raises(TypeError, match="Problem"):
         bound("problem", None, sgd)
     assert np.all(w_star_q(problem, NoQuant()) == problem.w_star)
+
+
+def test_report_and_figure_mark_points_outside_the_hypothesis():
+    """bound_note counts the invalid points (hand-built table); plot_risk greys them."""
+    import pandas as pd
+
+    from qlinreg.plot import plot_risk
+    from qlinreg.report import bound_note
+
+    df = pd.DataFrame({
+        "step": [1, 10, 100, 1, 10, 100],
+        "bound": [1.0, 0.5, 0.2, 2.0, 1.0, 0.4],
+        "bound_valid": [True, True, True, False, False, False],
+        "bound_reason": ["holds: …"] * 3 + ["fails: γ = 0.1 ≥ 1/(α·tr H^(q)) = 0.09"] * 3,
+        "case": ["a"] * 3 + ["b"] * 3,
+    })  # fmt: skip
+    note = bound_note(df)
+    assert note.startswith("Bound: 3 of 6 points lie outside") and "fails: γ = 0.1" in note
+    assert bound_note(df[df["case"] == "a"]).endswith("(all inside).")
+    assert bound_note(df.drop(columns="bound")) == ""
+    ax = plot_risk(df, by="case")
+    labels = ax.get_legend_handles_labels()[1] + [t.get_text() for t in ax.get_legend().texts]
+    assert any("not a bound" in t for t in labels)
+    grey = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert len(grey) == 1 and np.isnan(grey[0].get_ydata()[:3].astype(float)).sum() == 0

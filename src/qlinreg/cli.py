@@ -294,8 +294,10 @@ def run(
 @app.command(
     "theory",
     help="Exact expected risk only (no Monte Carlo), at any N: OUT/theory.parquet, "
-    "OUT/theory.csv, OUT/theory.png. The options of run; --bound adds the bound. Cost does "
-    "not grow with N (closed form, docs/theory.md §9).",
+    "OUT/theory.csv, OUT/theory.png. The options of run; --bound adds the bound (its "
+    "hypotheses checked: bound_valid). Also prints Corollary 4.2's ε conditions with the exact "
+    "risk's verdict (OUT/corollary_4_2.csv; --no-corollary skips it). Cost does not grow with "
+    "N (closed form, docs/theory.md §9).",
 )
 @functools.wraps(run)
 def theory(**options) -> None:

@@ -14,6 +14,7 @@ from qlinreg.theory.bounds import (
     step_alpha,
     theorem,
 )
+from qlinreg.theory.corollary import condition_verdict, corollary_4_2, corollary_4_2_exact
 from qlinreg.theory.exact import (
     ExactResult,
     check_exact,
@@ -49,6 +50,9 @@ __all__ = [
     "approx_err_floors",
     "bound",
     "check_exact",
+    "condition_verdict",
+    "corollary_4_2",
+    "corollary_4_2_exact",
     "data_noise_diag",
     "estimate_H_q",
     "exact_risk",
