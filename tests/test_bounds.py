@@ -340,7 +340,8 @@ def test_polynomial_decay_additive_grows_with_d_multiplicative_does_not():
     for d in dims:
         problem = ql.make_problem(int(d))
         for kind in (Additive, Multiplicative):
-            b = bound(problem, Scheme(data=kind(0.01)), sgd, [10_000]).iloc[0]
+            # only the data quantized: σ_G² has no path sup, the endpoints are exact here
+            b = bound(problem, Scheme(data=kind(0.01)), sgd, [10_000], sup="endpoints").iloc[0]
             assert b["bound_valid"], b["bound_reason"]
             r = polynomial_decay_rates(2.0, int(d), 10_000, lr, 0.01, kind.kind)["total"]
             assert 0.7 < r / b["bound"] < 1.5, (kind, d, r, b)  # the integral rates track it
