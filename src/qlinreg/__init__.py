@@ -16,7 +16,8 @@ from qlinreg.quantize import (
     parse_quantizer,
 )
 from qlinreg.sgd import DivergenceError, SGDConfig, SimResult, geometric_checkpoints, simulate
-from qlinreg.theory import bound, exact_risk, quantized_spectrum
+from qlinreg.sketch import Sketch, simulate_sketched, sketched_model
+from qlinreg.theory import bound, corollary_4_2, exact_risk, quantized_spectrum
 
 __all__ = [
     "Additive",
@@ -30,7 +31,9 @@ __all__ = [
     "SGDConfig",
     "Scheme",
     "SimResult",
+    "Sketch",
     "bound",
+    "corollary_4_2",
     "exact_risk",
     "geometric_checkpoints",
     "make_problem",
@@ -38,6 +41,8 @@ __all__ = [
     "quantized_spectrum",
     "run",
     "simulate",
+    "simulate_sketched",
+    "sketched_model",
 ]
 
 __version__ = "0.1.0"

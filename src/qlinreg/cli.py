@@ -24,6 +24,7 @@ from qlinreg.experiments import ORDER
 
 Spectrum = Literal["power_law", "exponential"]
 DataMode = Literal["gaussian", "empirical"]
+SketchQuantize = Literal["after", "before"]
 Average = Literal["polyak", "tail", "last"]
 DType = Literal["float32", "float64"]
 Executor = Literal["local", "dask"]
@@ -89,6 +90,49 @@ def _checked(fn, *args, **kwargs):
 def _show_warnings(notes) -> None:
     for note in notes:
         typer.echo(f"warning: {note}", err=True)
+
+
+def _bound_warnings(df) -> list[str]:
+    """One line when the table's bound lies outside its hypotheses (then it is not a bound)."""
+    if "bound_valid" not in df or df["bound_valid"].astype(bool).all():
+        return []
+    reason = df.loc[~df["bound_valid"].astype(bool), "bound_reason"].iloc[0]
+    return [f"the bound's hypothesis {reason}: its columns are not a bound (bound_valid = false)"]
+
+
+def _corollary(spec, out_dir: Path) -> list[str]:
+    """Print Corollary 4.2's conditions for the run's problem, N, B and γ, with the exact
+    risk's verdict; write them to OUT/corollary_4_2.csv (a warning when they do not apply)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qlinreg.files import write_atomic
+    from qlinreg.theory.corollary import corollary_4_2, corollary_4_2_exact
+
+    problem = spec.model  # with a sketch: its exact reduction (the offset does not depend on ε)
+    try:
+        df = corollary_4_2_exact(problem, spec.sgd, corollary_4_2(problem, spec.sgd))
+    except ValueError as exc:
+        _show_warnings([f"Corollary 4.2 not evaluated: {exc}"])
+        return []
+    n = int(df["steps"].iloc[0])
+    table = Table(
+        title=f"Corollary 4.2 (reconstructed, unit constants), N = {n}: each role alone, ε* = "
+        f"the largest ε keeping the bound within ×2 of full precision's; exact risk ÷ full "
+        f"precision's at ε* and 4ε*",
+        title_justify="left",
+    )
+    for c in ("role", "kind", "ε*", "binding", "exact ×, at ε*", "at 4ε*", "verdict"):
+        table.add_column(
+            c, justify="left" if c in ("role", "kind", "binding", "verdict") else "right"
+        )
+    for r in df.itertuples():
+        table.add_row(r.role, r.kind, f"{r.eps_max:.3g}", r.binding, f"{r.ratio_at:.3g}",
+                      f"{r.ratio_beyond:.3g}", r.verdict)  # fmt: skip
+    Console(stderr=False, width=max(Console().width, 120)).print(table)
+    path = out_dir / "corollary_4_2.csv"
+    write_atomic(path, lambda p: df.to_csv(p, index=False))
+    return [str(path)]
 
 
 def _print_table(df, title: str) -> None:
@@ -214,7 +258,33 @@ def run(
         str | None,
         typer.Option(help="A given Gaussian: H as a d × d .npy file (with --w-star W.npy)."),
     ] = None,
+    sketch: Annotated[
+        str | None,
+        typer.Option(
+            help="The follow-up's sketched model ⟨v, Sx⟩: M (a seeded Gaussian M × d sketch, "
+            "entries N(0, 1/M)) or a .npy file of S (M × d). Risks against the full model w*."
+        ),
+    ] = None,
+    sketch_seed: Annotated[
+        int | None, typer.Option(help="Seed of the Gaussian sketch (default 0).")
+    ] = None,
+    sketch_quantize: Annotated[
+        SketchQuantize | None,
+        typer.Option(
+            help="after: quantize the sketched features Q_d(Sx) (default; exact theory); "
+            "before: S·Q_d(x) (Monte Carlo only, except none/rank-one multiplicative data)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default results/run).")] = None,
+    corollary: Annotated[
+        bool | None,
+        typer.Option(
+            "--corollary/--no-corollary",
+            help="Also print Corollary 4.2's ε conditions per role (unit constants, at N) with "
+            "the exact risk's verdict, and write OUT/corollary_4_2.csv (default: on for "
+            "theory, off for run).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Simulate quantized SGD; write OUT/risk.parquet, OUT/risk.csv and OUT/risk.png.
@@ -229,8 +299,10 @@ def run(
 @app.command(
     "theory",
     help="Exact expected risk only (no Monte Carlo), at any N: OUT/theory.parquet, "
-    "OUT/theory.csv, OUT/theory.png. The options of run; --bound adds the bound. Cost does "
-    "not grow with N (closed form, docs/theory.md §9).",
+    "OUT/theory.csv, OUT/theory.png. The options of run; --bound adds the bound (its "
+    "hypotheses checked: bound_valid). Also prints Corollary 4.2's ε conditions with the exact "
+    "risk's verdict (OUT/corollary_4_2.csv; --no-corollary skips it). Cost does not grow with "
+    "N (closed form, docs/theory.md §9).",
 )
 @functools.wraps(run)
 def theory(**options) -> None:
@@ -249,6 +321,8 @@ def _run_command(options: dict, *, theory: bool) -> None:
 
     given = dict(options)
     config, progress = given.pop("config"), given.pop("progress")
+    corollary = given.pop("corollary")
+    corollary = theory if corollary is None else corollary
     given["quant"] = given["quant"] or None
     given["schedule"] = given["schedule"] or None
     given["out"] = None if given["out"] is None else str(given["out"])
@@ -275,7 +349,11 @@ def _run_command(options: dict, *, theory: bool) -> None:
                    "checkpoints that finished (status = interrupted)", err=True)  # fmt: skip
     if len(result.frame):
         _print_table(result.frame, spec.title)
-    typer.echo(f"wrote {', '.join(str(p) for p in result.written)}")
+    _show_warnings(_bound_warnings(result.frame))
+    written = [str(p) for p in result.written]
+    if corollary and result.status == "ok":
+        written += _corollary(spec, out_dir)
+    typer.echo(f"wrote {', '.join(written)}")
     raise typer.Exit(result.exit_code)
 
 
@@ -515,8 +593,10 @@ def reproduce(
             typer.echo(f"  wrote {p}")
         for c in written["claims"]:
             typer.echo(f"  [{'held' if c.held else 'DID NOT HOLD'}] ({c.convention}) {c.claim}")
+        for note in written["notes"]:
+            typer.echo(f"  {note}")
         claims += written["claims"]
-        sections.append((name, RECIPES[name].description, written["figures"]))
+        sections.append((name, RECIPES[name].description, written["figures"], written["notes"]))
     claims_frame(claims).to_csv(out / "claims.csv", index=False)
     size = "quick sizes (--quick)" if quick else "full sizes"
     note = f"Generated by qlinreg reproduce, {size}."

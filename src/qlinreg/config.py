@@ -22,6 +22,7 @@ from qlinreg.algorithm import SGDConfig, geometric_checkpoints, positive_int
 from qlinreg.pipeline import RunSpec
 from qlinreg.problem import Problem, make_problem
 from qlinreg.quantize import Scheme, parse_quantizer
+from qlinreg.sketch import Sketch
 
 __all__ = ["RunConfig", "load_toml", "run_options"]
 
@@ -60,6 +61,12 @@ class RunConfig:
     ``rff:D``, ``standardize``, ``center``, ``ridge``; :meth:`qlinreg.Problem.from_data`) and
     then sampled as that Gaussian or, with ``data_mode = "empirical"``, by resampling the
     data's rows. With a covariance or data, ``d`` is theirs (``dim`` is not used).
+
+    The follow-up's sketched model (:mod:`qlinreg.sketch`): ``sketch`` = ``M`` (a Gaussian
+    ``M × d`` sketch, entries ``N(0, 1/M)`` from ``sketch_seed``) or a ``.npy`` file of ``S``;
+    ``sketch_quantize`` = ``"after"`` (``Q_d(Sx)``) or ``"before"`` (``S·Q_d(x)``). These are
+    problem options: every command that builds a problem from a config reads them
+    (:meth:`sketch_of`).
     """
 
     dim: int = 200
@@ -92,8 +99,13 @@ class RunConfig:
     center: bool = False
     ridge: float = 0.0
     covariance: str = ""
+    sketch: str = ""
+    sketch_seed: int = 0
+    sketch_quantize: str = "after"
 
     def __post_init__(self) -> None:
+        if isinstance(self.sketch, int) and not isinstance(self.sketch, bool):
+            object.__setattr__(self, "sketch", str(self.sketch))  # TOML: sketch = 64
         quant = (self.quant,) if isinstance(self.quant, str) else self.quant
         if not isinstance(quant, list | tuple) or not all(isinstance(q, str) for q in quant):
             raise ValueError(f"quant must be a list of 'ROLE=KIND:EPS' strings, got {quant!r}")
@@ -139,6 +151,24 @@ class RunConfig:
             seed=self.seed,
         )
 
+    def sketch_of(self, problem: Problem) -> Sketch | None:
+        """The sketch for ``problem`` (``None`` without one)."""
+        if not self.sketch:
+            if self.sketch_quantize != "after" or self.sketch_seed:
+                raise ValueError("sketch_quantize and sketch_seed need sketch (M or a .npy file)")
+            return None
+        if self.sketch.isdigit():
+            return Sketch.gaussian(int(self.sketch), problem.d, self.sketch_seed,
+                                   self.sketch_quantize)  # fmt: skip
+        if Path(self.sketch).suffix != ".npy":
+            raise ValueError(
+                f"sketch must be a number of rows M or a .npy file of S (M × d), got "
+                f"{self.sketch!r}"
+            )
+        if self.sketch_seed:
+            raise ValueError("sketch_seed applies to a Gaussian sketch (sketch = M), not a file")
+        return Sketch.load(self.sketch, self.sketch_quantize)
+
     def scheme(self) -> Scheme:
         return Scheme.parse(self.quant)
 
@@ -161,10 +191,12 @@ class RunConfig:
     def spec(self, *, seed: int | None = None) -> RunSpec:
         """The :class:`~qlinreg.pipeline.RunSpec` of this configuration (``seed`` overrides the
         simulation seed, as sweeps do; ``w*`` keeps ``self.seed``)."""
+        problem = self.problem()
         return RunSpec(
-            self.problem(), self.scheme(), self.sgd(), trials=self.trials,
+            problem, self.scheme(), self.sgd(), trials=self.trials,
             seed=self.seed if seed is None else seed, checkpoints=self.checkpoints(),
             dtype=self.dtype, literal=self.literal, exact=self.exact, bound=self.bound,
+            sketch=self.sketch_of(problem),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,7 +208,7 @@ class RunConfig:
         """Stable hash of the full config (keys sorted, numbers normalised) and of the contents
         of the files it names (data, covariance, w*), for result stores and seeds."""
         values = self.to_dict()
-        for key in ("data", "covariance", "w_star"):
+        for key in ("data", "covariance", "w_star", "sketch"):
             if Path(values[key]).suffix and Path(values[key]).is_file():
                 values[f"{key}_sha256"] = _file_hash(values[key], *_stamp(values[key]))
         text = json.dumps(values, sort_keys=True, separators=(",", ":"))

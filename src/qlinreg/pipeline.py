@@ -29,6 +29,7 @@ from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.sgd import DivergenceError, SimResult, check_simulation, simulate
+from qlinreg.sketch import Sketch, exact_before, simulate_sketched, sketched_model
 from qlinreg.table import MC_COLUMNS
 
 __all__ = ["EXIT_CODES", "QuantizationWarning", "RunResult", "RunSpec", "run", "write_tables"]
@@ -53,6 +54,12 @@ class RunSpec:
         exact: add the exact expected risk (:func:`qlinreg.exact_risk`; idealized quantizers).
         bound: add the paper's bound with unit constants (:func:`qlinreg.bound`; Polyak).
         tags: constant columns added to the table (recipes label their points with them).
+        sketch: the follow-up's sketched model (:class:`qlinreg.sketch.Sketch`): SGD on
+            ``v ∈ R^M`` with features ``S x``, risks against the full model. Quantized after
+            the sketch, everything runs on the exact reduction (:func:`~qlinreg.sketch.
+            sketched_model`) plus its approximation error; before it, Monte Carlo is the
+            literal :func:`~qlinreg.sketch.simulate_sketched` and the theory exists only for
+            none or rank-one multiplicative data quantizers.
     """
 
     problem: Problem
@@ -66,17 +73,21 @@ class RunSpec:
     exact: bool = False
     bound: bool = False
     tags: Mapping[str, Any] = field(default_factory=dict)
+    sketch: Sketch | None = None
 
     def __post_init__(self) -> None:
         scheme = check_run(self.problem, self.scheme, self.sgd)
         object.__setattr__(self, "scheme", scheme)
+        sketched = None if self.sketch is None else sketched_model(self.problem, self.sketch)
+        object.__setattr__(self, "sketched", sketched)
+        model = self.model
         for name in ("literal", "exact", "bound"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         trials = positive_int("trials", self.trials, low=0)
         if trials:
             _, ck = check_simulation(
-                self.problem, scheme, self.sgd, trials=trials, seed=self.seed,
+                model, scheme, self.sgd, trials=trials, seed=self.seed,
                 checkpoints=self.checkpoints, dtype=self.dtype,
             )  # fmt: skip
         else:
@@ -86,22 +97,48 @@ class RunSpec:
         object.__setattr__(self, "checkpoints", ck)
         if self.exact or self.bound:
             _check_theory(scheme, self.sgd, self.bound)
+            if self.before and not exact_before(scheme):
+                raise ValueError(
+                    f"exact/bound: quantizing x before the sketch (sketch_quantize = before) "
+                    f"has exact theory only for a data quantizer that is none or rank-one "
+                    f"multiplicative (then it equals quantizing after), not "
+                    f"{scheme.data.label}: use Monte Carlo alone, or sketch_quantize = after"
+                )
         if self.exact:
             from qlinreg.theory.exact import check_exact
 
-            check_exact(self.problem, scheme, self.sgd)
+            check_exact(model, scheme, self.sgd)
+
+    @property
+    def model(self) -> Problem:
+        """The model the engine and the theory run on: ``problem``, or with a sketch the exact
+        reduction of ``(Sx, y)`` (:func:`~qlinreg.sketch.sketched_model`)."""
+        return self.problem if self.sketched is None else self.sketched.reduced
+
+    @property
+    def before(self) -> bool:
+        """Whether the data quantizer acts on ``x`` before the sketch."""
+        return self.sketch is not None and self.sketch.quantize == "before"
+
+    @property
+    def offset(self) -> float:
+        """What the reduced model's risks miss of the full model's: the sketch's
+        approximation error ``½‖w* − Sᵀv*‖²_H`` (0 without a sketch)."""
+        return 0.0 if self.sketched is None else self.sketched.approx
 
     @property
     def title(self) -> str:
         """Plot title: ``d, B, γ`` and the scheme."""
         sgd, pb = self.sgd, self.problem
         data = f"{pb.name} ({pb.data_mode}), " if pb.name else ""
-        return f"{data}d={pb.d}, B={sgd.batch}, γ={sgd.lr:g}, {self.scheme.describe()}"
+        sk = "" if self.sketch is None else f", M={self.sketch.M} ({self.sketch.quantize})"
+        return f"{data}d={pb.d}{sk}, B={sgd.batch}, γ={sgd.lr:g}, {self.scheme.describe()}"
 
     def warnings(self) -> list[str]:
         """Configurations that run but quantize less than they seem to."""
-        B, d = self.sgd.batch, self.problem.d
-        shapes = {"data": (B, d), "params": (d,), "labels": (B,), "activations": (B,)}
+        B, d = self.sgd.batch, self.model.d
+        shapes = {"data": (B, self.problem.d if self.before else d), "params": (d,)}
+        shapes.update(labels=(B,), activations=(B,))
         shapes["grads"] = (B,)
         out = []
         for role, q in self.scheme.items():
@@ -170,9 +207,13 @@ def _theory(spec: RunSpec) -> pd.DataFrame | None:
         return None
     from qlinreg.theory.curves import theory_columns
 
-    return theory_columns(
-        spec.problem, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact, bound=spec.bound
+    df = theory_columns(
+        spec.model, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact, bound=spec.bound
     )
+    for col in ("exact_risk", "exact_risk_clean", "bound", "bound_clean"):
+        if col in df:
+            df[col] += spec.offset  # the sketch's approximation error (0 without one)
+    return df
 
 
 def _frame(spec: RunSpec, sim: SimResult | None, theory, status: str, reached: int):
@@ -181,6 +222,8 @@ def _frame(spec: RunSpec, sim: SimResult | None, theory, status: str, reached: i
     df = pd.DataFrame({"step": steps.astype(np.int64)})
     if sim is not None and len(sim.steps):
         mc = pd.DataFrame({"step": sim.steps, **sim.summary()})
+        if not spec.before:  # the reduced model's risks; the literal path's are already full
+            mc[["risk_mean", "risk_clean_mean"]] += spec.offset
         for role, (sat, under) in sim.saturation.items():
             mc[f"saturated_{role}"], mc[f"underflow_{role}"] = sat, under
         df = df.merge(mc, on="step", how="left")
@@ -199,6 +242,11 @@ def _frame(spec: RunSpec, sim: SimResult | None, theory, status: str, reached: i
         "storage": getattr(spec.sgd.storage, "label", "none"),
         **spec.tags,
     }
+    if spec.sketch is not None:
+        config.update(
+            sketch=spec.sketch.label, sketch_dim=spec.sketch.M,
+            sketch_quantize=spec.sketch.quantize, sketch_approx=spec.offset,
+        )  # fmt: skip
     for k, v in config.items():
         df[k] = v
     return df
@@ -251,11 +299,17 @@ def run(
     reached = spec.sgd.steps
     if spec.trials:
         try:
-            sim = simulate(
-                spec.problem, spec.scheme, spec.sgd, trials=spec.trials, seed=spec.seed,
-                checkpoints=spec.checkpoints, dtype=spec.dtype, literal=spec.literal,
-                progress=progress, on_checkpoint=partial,
-            )  # fmt: skip
+            if spec.before:
+                sim = simulate_sketched(
+                    spec.problem, spec.sketch, spec.scheme, spec.sgd, trials=spec.trials,
+                    seed=spec.seed, checkpoints=spec.checkpoints, dtype=spec.dtype,
+                )  # fmt: skip
+            else:
+                sim = simulate(
+                    spec.model, spec.scheme, spec.sgd, trials=spec.trials, seed=spec.seed,
+                    checkpoints=spec.checkpoints, dtype=spec.dtype, literal=spec.literal,
+                    progress=progress, on_checkpoint=partial,
+                )  # fmt: skip
             if sim.interrupted:
                 status = "interrupted"
         except DivergenceError as exc:

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from qlinreg.table import CONVENTIONS  # noqa: E402
 
-__all__ = ["plot_pareto", "plot_risk", "plot_spectrum", "save"]
+__all__ = ["bound_validity", "plot_pareto", "plot_risk", "plot_spectrum", "save"]
 
 
 def plot_risk(
@@ -32,7 +32,7 @@ def plot_risk(
 
     Monte Carlo: mean with a ±1 SE band (where ``risk_se`` is finite); ``exact_risk*`` columns
     as a solid line; ``bound*`` columns dashed (unit constants: an upper shape, not a
-    prediction).
+    prediction), grey and dotted where ``bound_valid`` is false (outside the hypothesis).
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {tuple(CONVENTIONS)}, got {convention!r}")
@@ -56,7 +56,10 @@ def plot_risk(
             (line,) = ax.plot(g["step"], g[exact], color=color, lw=1.0, alpha=0.9, **kw)
             color = line.get_color()
         if bound in g and g[bound].notna().any():
-            ax.plot(g["step"], g[bound], color=color, ls="--", lw=1.0, alpha=0.8)
+            valid = bound_validity(g)
+            ax.plot(g["step"], g[bound].where(valid), color=color, ls="--", lw=1.0, alpha=0.8)
+            if not valid.all():
+                ax.plot(g["step"], g[bound].where(~valid), color="0.6", ls=":", lw=1.0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("step N")
@@ -65,12 +68,23 @@ def plot_risk(
         ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(True, which="both", alpha=0.25)
     handles, names = ax.get_legend_handles_labels()
+    inside = bound_validity(df)
     for col, style, text in ((exact, "-", "exact risk"), (bound, "--", "bound (unit constants)")):
-        if col in df and df[col].notna().any():
+        if col in df and df[col][inside if col == bound else df.index].notna().any():
             handles.append(Line2D([], [], color="0.3", ls=style))
             names.append(text)
+    if bound in df and df[bound].notna().any() and not inside.all():
+        handles.append(Line2D([], [], color="0.6", ls=":"))
+        names.append("outside the bound's hypothesis (γ ≥ 1/(α tr H^(q))): not a bound")
     ax.legend(handles, names, fontsize=8, frameon=False)
     return ax
+
+
+def bound_validity(df: pd.DataFrame) -> pd.Series:
+    """Rows whose bound's hypotheses hold (``bound_valid``; all rows if the column is absent)."""
+    if "bound_valid" not in df:
+        return pd.Series(True, index=df.index)
+    return df["bound_valid"].fillna(True).astype(bool)
 
 
 def plot_spectrum(df: pd.DataFrame, *, ax=None, title: str | None = None):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Claim", "claims_frame", "write_report"]
+__all__ = ["Claim", "bound_note", "claims_frame", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,25 @@ def claims_frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame([asdict(c) for c in claims])
 
 
+def bound_note(df: pd.DataFrame) -> str:
+    """How many of a table's bound points lie outside the bound's hypotheses, and why (the
+    distinct ``bound_reason`` lines); empty when the table has no bound."""
+    if "bound" not in df or "bound_valid" not in df:
+        return ""
+    has = df[df["bound"].notna()]
+    if has.empty:
+        return ""
+    outside = has[~has["bound_valid"].astype(bool)]
+    text = f"Bound: {len(outside)} of {len(has)} points lie outside its hypotheses"
+    if outside.empty:
+        return text + " (all inside)."
+    reasons = outside["bound_reason"].drop_duplicates()
+    shown = "; ".join(reasons.iloc[:3]) + (
+        f"; … ({len(reasons)} settings)" if len(reasons) > 3 else ""
+    )
+    return f"{text} (drawn grey and dotted, not a bound): {shown}."
+
+
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;width:100%;font-size:14px}
@@ -61,8 +80,8 @@ def write_report(
 ) -> Path:
     """Write ``OUT/index.html``: the claims table, then one section per experiment.
 
-    ``sections`` holds ``(name, description, [png paths])``; images are embedded, so the file
-    stands alone.
+    ``sections`` holds ``(name, description, [png paths], [notes])``; images are embedded, so
+    the file stands alone.
     """
     out = Path(out)
     row = "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class='{}'>{}</td><td>{}</td></tr>"
@@ -86,9 +105,10 @@ def write_report(
         "<table><tr><th>experiment</th><th>claim</th><th>convention</th><th>measured</th>"
         f"<th>verdict</th><th>criterion</th></tr>{rows}</table>",
     ]
-    for name, description, pngs in sections:
+    for name, description, pngs, notes in sections:
         body.append(f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>")
         body.append(f"<p>{html.escape(description)}</p>")
+        body += [f"<p>{html.escape(n)}</p>" for n in notes if n]
         body += [_img(p) for p in pngs if p.suffix == ".png" and p.exists()]
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

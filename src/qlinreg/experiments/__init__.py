@@ -15,6 +15,8 @@ ORDER = (
     "spectral_distortion",
     "step_size",
     "real_data",
+    "corollary_4_2",
+    "precision_scaling",
     "advisor",
 )
 
@@ -26,11 +28,13 @@ def __getattr__(name: str):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from qlinreg.experiments import advisor as _advisor  # noqa: F401  (registers recipes)
     from qlinreg.experiments import base
+    from qlinreg.experiments import corollary as _corollary  # noqa: F401  (registers recipes)
     from qlinreg.experiments import extensions as _extensions  # noqa: F401  (registers recipes)
     from qlinreg.experiments import formats as _formats  # noqa: F401  (registers recipes)
     from qlinreg.experiments import large_d as _large_d  # noqa: F401  (registers recipes)
     from qlinreg.experiments import paper as _paper  # noqa: F401  (registers recipes)
     from qlinreg.experiments import real_data as _real_data  # noqa: F401  (registers recipes)
+    from qlinreg.experiments import scaling as _scaling  # noqa: F401  (registers recipes)
 
     rest = sorted(set(base.RECIPES) - set(ORDER))
     base.RECIPES.update({n: base.RECIPES.pop(n) for n in (*ORDER, *rest) if n in base.RECIPES})

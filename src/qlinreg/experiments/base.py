@@ -121,11 +121,13 @@ def run_recipe(name: str, out_dir: str | Path, *, size: str = "full") -> dict[st
     """Run recipe ``name``; write ``OUT/NAME.parquet``, ``.csv`` and its figures (PNG, and SVG
     except at ``size="quick"``).
 
-    Returns ``{"tables": [...], "figures": [...], "claims": [Claim, ...]}``.
+    Returns ``{"tables": [...], "figures": [...], "claims": [Claim, ...], "notes": [...]}``
+    (notes: how many bound points lie outside the bound's hypotheses).
     """
     if name not in RECIPES:
         raise ValueError(f"unknown experiment {name!r}; allowed: {', '.join(RECIPES)}")
     from qlinreg.plot import save
+    from qlinreg.report import bound_note
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,6 +140,7 @@ def run_recipe(name: str, out_dir: str | Path, *, size: str = "full") -> dict[st
         "tables": [out / f"{name}.parquet", out / f"{name}.csv"],
         "figures": [],
         "claims": claims,
+        "notes": [n for n in (bound_note(table),) if n],
     }
     for fig_name, fig in figures.items():
         # SVG (vector, for papers) costs ~1 s a figure: the full run writes it, --quick not.

@@ -11,6 +11,7 @@ from qlinreg.problem import Problem
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.bounds import bound as _bound
 from qlinreg.theory.exact import exact_risk
+from qlinreg.theory.quantized_data import approx_err_clean
 
 __all__ = ["theory_columns"]
 
@@ -25,7 +26,8 @@ def theory_columns(
     bound: bool = True,
 ) -> pd.DataFrame:
     """``step`` plus ``exact_risk, exact_risk_clean`` (the chosen average) and ``bound,
-    bound_clean`` (Theorem 4.1 family, unit constants) with the bound's parts, per checkpoint.
+    bound_clean`` (Theorem 4.1 family, unit constants) with the bound's parts, its hypotheses
+    (``bound_valid``, ``bound_reason``), per checkpoint.
 
     Raises ``TypeError`` when a quantizer is not one of the idealized models (the exact
     recursion and the bounds are stated for those only).
@@ -37,12 +39,14 @@ def theory_columns(
             {"step": ex.steps, "exact_risk": ex.exact_risk, "exact_risk_clean": ex.exact_risk_clean}
         )
     if bound:
-        parts = ["bound", "bound_var", "bound_bias", "bound_approx"]
+        parts = ["bound", "bound_var", "bound_var_bias", "bound_bias", "bound_approx"]
+        extra = ["k_star", "sigma_G2", "alpha", "bound_valid", "bound_reason", "theorem"]
         bq = _bound(problem, scheme, sgd, checkpoints, convention="quantized")
-        bc = _bound(problem, scheme, sgd, checkpoints, convention="clean")
-        b = bq[["step", *parts, "k_star", "sigma_G2", "theorem"]].copy()
-        b["bound_clean"] = bc["bound"].to_numpy()
-        b["bound_approx_clean"] = bc["bound_approx"].to_numpy()
+        b = bq[["step", *parts, *extra]].copy()
+        # The clean convention differs only in its ApproxErr term (``bound`` docstring).
+        clean = approx_err_clean(problem, (scheme or Scheme()).data)
+        b["bound_clean"] = b["bound"] - b["bound_approx"] + clean
+        b["bound_approx_clean"] = clean
         df = b if df is None else df.merge(b, on="step")
     if df is None:
         raise ValueError("theory_columns needs exact=True or bound=True")
