@@ -375,7 +375,7 @@ def test_advise_command_writes_its_files(tmp_path):
     assert set(cands["role"]) == {"data", "params"} and len(cands) == 6
     eps = pd.read_csv(out / "max_eps.csv")
     assert list(eps.columns[:4]) == ["role", "kind", "convention", "max_eps"]
-    assert len(eps) == 2 * 2 * 2
+    assert len(eps) == 2 * 2 * 2 and eps["corollary_4_2_eps"].notna().all()
     assert (out / "pareto.png").stat().st_size > 0
     summary = (out / "summary.md").read_text()
     assert "qlinreg run -q" in summary and doc["quant"][0] in summary
@@ -436,3 +436,27 @@ def test_advisor_claim_verdicts(row, within, agree):
     assert c_within.held is within and c_agree.held is agree
     assert ("not resolved" in c_within.measured) is (row["status"] == "ok" and 3 * row[
         "penalty_se"] > row["budget_abs"])  # fmt: skip
+
+
+def test_advise_on_a_sketched_model(tmp_path):
+    """With a sketch the advice runs on the sketched model's exact reduction: penalties are
+    those of the reduced problem, and the full-precision risk reported (and a relative budget)
+    includes the sketch's approximation error."""
+    from qlinreg.sketch import Sketch, sketched_model
+
+    out = tmp_path / "s"
+    args = ["advise", "--budget", "0.5", "--relative", "--convention", "clean", "--dim", "40",
+            "--sketch", "20", "--steps", "500", "--menu", "int8", "--rounding", "stochastic",
+            "--role", "data", "--trials", "0", "--out", str(out)]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "advice.json").read_text())
+    model = sketched_model(make_problem(40), Sketch.gaussian(20, 40, 0, "after"))
+    sgd = SGDConfig(0.1, 500)
+    reduced = qlinreg.exact_risk(model.reduced, Scheme(), sgd, [500]).exact_risk_clean[-1]
+    assert doc["full_precision_risk"] == pytest.approx(reduced + model.approx, rel=1e-9)
+    assert doc["budget"] == pytest.approx(0.5 * (reduced + model.approx), rel=1e-9)
+    assert model.approx > 0.1 * reduced  # the offset matters in this check
+    bad = runner.invoke(app, [*args[:-2], "--sketch-quantize", "before", "--out",
+                              str(tmp_path / "b")])  # fmt: skip
+    assert bad.exit_code == 2 and "before the sketch" in bad.stderr

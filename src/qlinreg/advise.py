@@ -32,6 +32,7 @@ penalty alone stays within budget (bisection on the exact risk).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -559,6 +560,10 @@ class Advisor:
             :data:`DEFAULT_MENU`); a name without a rounding is tried with each of ``roundings``.
         cost_weights: weight per role of its bits (default 1 each).
         seed: seed of the pilot, the measurements and the verification.
+        risk_offset: a constant in every risk of this setting that no quantizer changes: the
+            sketch's approximation error ``½‖w* − Sᵀv*‖²_H`` when ``problem`` is a sketched
+            model's reduction (:func:`qlinreg.sketch.sketched_model`). Penalties do not see it;
+            the full-precision risk (and a relative budget) does.
         progress: optional callable ``progress(message)``.
     """
 
@@ -572,9 +577,11 @@ class Advisor:
         roundings: Sequence[str] = DEFAULT_ROUNDINGS,
         cost_weights: Mapping[str, float] | None = None,
         seed: int = 0,
+        risk_offset: float = 0.0,
         progress=None,
     ):
         self.say = progress or (lambda _msg: None)
+        self.offset = float(risk_offset)
         check_run(problem, None, sgd)
         if sgd.storage is not None:
             raise ValueError("advise: low-precision weight storage (storage) is not supported")
@@ -650,10 +657,14 @@ class Advisor:
 
     def budget_abs(self, budget: Budget) -> float:
         """The budget as an absolute penalty (× the full-precision risk if relative)."""
-        full = self.pen(budget.horizon).full[budget.convention]
+        full = self.full_risk(budget)
         if budget.relative and not full > 0:
             raise ValueError("budget: a relative budget needs a full-precision risk > 0")
         return budget.value * full if budget.relative else budget.value
+
+    def full_risk(self, budget: Budget) -> float:
+        """The full-precision risk in ``budget``'s convention and horizon (offset included)."""
+        return self.pen(budget.horizon).full[budget.convention] + self.offset
 
     def advise(
         self,
@@ -724,7 +735,7 @@ class Advisor:
             "roles": list(self.roles), "cost_weights": self.weights,
         }  # fmt: skip
         return Advice(
-            budget=budget, budget_abs=budget_abs, full_risk=pen.full[conv],
+            budget=budget, budget_abs=budget_abs, full_risk=self.full_risk(budget),
             candidates=candidates, joint=joint, recommended=rec, runner_up=runner,
             per_role=per_role, batches=batches, verification=verification, setting=setting,
             notes=notes,
@@ -783,6 +794,7 @@ def advise(
     seed: int = 0,
     allow_flagged: bool = False,
     max_batch: int = 1024,
+    risk_offset: float = 0.0,
     progress=None,
 ) -> Advice:
     """The cheapest quantization scheme within ``budget``, verified: :class:`Advisor` (its
@@ -791,7 +803,7 @@ def advise(
         raise TypeError(f"budget must be a qlinreg.advise.Budget, got {type(budget).__name__}")
     advisor = Advisor(
         problem, sgd, roles=roles, menu=menu, roundings=roundings, cost_weights=cost_weights,
-        seed=seed, progress=progress,
+        seed=seed, risk_offset=risk_offset, progress=progress,
     )  # fmt: skip
     return advisor.advise(budget, trials=trials, allow_flagged=allow_flagged, max_batch=max_batch)
 
@@ -1004,7 +1016,11 @@ def max_epsilon(
     the exact penalty (assumed increasing in ε), to relative precision ``rtol``. ``max_eps`` is
     NaN when even ``ε = 1`` is within budget and 0 when ``ε = 10⁻¹²`` is not.
 
-    Returns columns ``role, kind, convention, max_eps, penalty_at_max``."""
+    Returns columns ``role, kind, convention, max_eps, penalty_at_max`` and
+    ``corollary_4_2_eps``: the reconstructed Corollary 4.2 condition next to it
+    (:func:`qlinreg.theory.corollary.corollary_4_2`: the largest ε keeping the paper's bound,
+    unit constants, within ×2 of its full-precision value; NaN where that bound's own
+    hypothesis fails)."""
     roles = _check_roles(roles)
     for k in kinds:
         if k not in _KINDS:
@@ -1030,7 +1046,29 @@ def max_epsilon(
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if f(mid) <= limit else (lo, mid)
         rows.append((role, kind, conv, 10.0**lo, f(lo)))
-    return pd.DataFrame(rows, columns=["role", "kind", "convention", "max_eps", "penalty_at_max"])
+    df = pd.DataFrame(rows, columns=["role", "kind", "convention", "max_eps", "penalty_at_max"])
+    df["corollary_4_2_eps"] = [
+        _corollary(problem, sgd, conv).get((role, kind), math.nan)
+        for role, kind, conv in zip(df["role"], df["kind"], df["convention"], strict=True)
+    ]
+    return df
+
+
+@functools.lru_cache(maxsize=8)
+def _corollary_cached(problem, sgd, conv) -> dict:
+    from qlinreg.theory.corollary import corollary_4_2
+
+    try:
+        table = corollary_4_2(problem, sgd, convention=conv)
+    except ValueError:  # the full-precision bound's hypothesis fails: no condition
+        return {}
+    return {(r, k): float(e) for r, k, e in zip(table["role"], table["kind"], table["eps_max"],
+                                                strict=True)}  # fmt: skip
+
+
+def _corollary(problem, sgd, conv) -> dict:
+    """``{(role, kind): ε*}`` of Corollary 4.2 (cached per setting)."""
+    return _corollary_cached(problem, sgd, conv)
 
 
 # ---- output -------------------------------------------------------------------------------

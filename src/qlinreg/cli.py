@@ -446,7 +446,7 @@ def advise(**options) -> None:
     given["schedule"] = given["schedule"] or None
     given.update(trials=0, exact=True)
     cfg, _ = _checked(run_options, config, given, "results/advise")
-    problem, sgd = _checked(cfg.problem), _checked(cfg.sgd)
+    problem, sgd, offset = _checked(_advise_setting, cfg)
     budget = _checked(Budget, adv["budget"], adv["relative"], adv["convention"], adv["horizon"])
     menu = _checked(_parse_menu, adv["menu"])
     weights = _checked(_parse_weights, adv["cost_weights"])
@@ -458,7 +458,7 @@ def advise(**options) -> None:
     result = _checked(
         run_advice, problem, sgd, budget, cost_weights=weights, trials=adv["trials"],
         seed=cfg.seed, allow_flagged=adv["allow_flagged"], max_batch=adv["max_batch"],
-        progress=say, **kw,
+        risk_offset=offset, progress=say, **kw,
     )  # fmt: skip
     written = write_advice(result, out)
     _print_advice(result)
@@ -468,6 +468,25 @@ def advise(**options) -> None:
         written.append(out / "max_eps.csv")
         _print_max_eps(table)
     typer.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _advise_setting(cfg):
+    """``(problem, sgd, risk offset)`` of a run configuration for the advisor: with a sketch,
+    the sketched model's exact reduction and its approximation error (quantizing after the
+    sketch; before it there is no exact risk to predict with)."""
+    from qlinreg.sketch import sketched_model
+
+    problem, sgd = cfg.problem(), cfg.sgd()
+    sketch = cfg.sketch_of(problem)
+    if sketch is None:
+        return problem, sgd, 0.0
+    if sketch.quantize == "before":
+        raise ValueError(
+            "advise: quantizing x before the sketch (sketch_quantize = before) has no exact "
+            "risk for number formats; use sketch_quantize = after"
+        )
+    model = sketched_model(problem, sketch)
+    return model.reduced, sgd, model.approx
 
 
 def _signature(base, own, drop) -> inspect.Signature:
@@ -555,12 +574,14 @@ def _print_max_eps(table) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title="largest ε within budget (penalty of one role alone)", title_justify="left")
-    for c in ("role", "kind", "convention", "max ε"):
-        t.add_column(c, justify="left" if c != "max ε" else "right")
+    t = Table(title="largest ε within budget (penalty of one role alone); Corollary 4.2's ε* "
+              "(unit constants, bound within ×2 of full precision; reconstructed)",
+              title_justify="left")  # fmt: skip
+    for c in ("role", "kind", "convention", "max ε", "Cor. 4.2 ε*"):
+        t.add_column(c, justify="left" if "ε" not in c else "right")
     for _, r in table.iterrows():
         eps = "> 1" if r["max_eps"] != r["max_eps"] else f"{r['max_eps']:.3g}"
-        t.add_row(r["role"], r["kind"], r["convention"], eps)
+        t.add_row(r["role"], r["kind"], r["convention"], eps, f"{r['corollary_4_2_eps']:.3g}")
     Console().print(t)
 
 
