@@ -1,4 +1,5 @@
-"""Command line: ``qlinreg run | theory | advise | reproduce | sweep | spectrum | formats``.
+"""Command line: ``qlinreg run | theory | advise | reproduce | explore | sweep | spectrum |
+formats``.
 
 Thin: parse, hand the values to the library (which validates them), print. Every user mistake
 — a bad option, a bad value, a bad file — is one line ``error: …`` on stderr with exit
@@ -531,6 +532,34 @@ def reproduce(
         typer.echo(f"interrupted during {stopped}: the report holds the recipes that finished",
                    err=True)  # fmt: skip
         raise typer.Exit(130)
+
+
+@app.command()
+def explore(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 5006,
+    max_jobs: Annotated[
+        int,
+        typer.Option(help="Background jobs (Monte Carlo, advisor) at once, all pages together."),
+    ] = 2,
+) -> None:
+    """Interactive page of the exact risk: move d, the spectrum, w*, σ², N, B, γ, the average
+    and each role's quantizer (ε on a log slider, or a number format through its measured
+    surrogate) and watch risk vs N, the penalty, the bound, H vs H^(q) and the advice; run
+    Monte Carlo for the current setting. The URL encodes the setting. Offline: BokehJS is
+    served from the installed package (docs/explore.md).
+    """
+    from qlinreg.explore import serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(
+            f"warning: listening on {host}: anyone who can reach it can use the page "
+            "(and start Monte Carlo runs, up to --max-jobs at once)",
+            err=True,
+        )
+    _checked(serve, host, port, max_jobs=max_jobs, say=typer.echo)
 
 
 @app.command()
