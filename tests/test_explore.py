@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_setting_round_trips_through_its_query():
     s = Setting(dim=37, decay=1.5, steps=5000, batch=4, lr=0.05, average="tail",
-                convention="clean", data="additive:0.001", params="fp8_e4m3:nearest_even")  # fmt: skip
+                convention="clean", data="additive:0.001",
+                params="fp8_e4m3:nearest_even")  # fmt: skip
     assert Setting.parse(dict(parse_qsl(s.query()))) == s
     assert Setting.parse({"steps": "1e4", "lr": ".2"}) == Setting(steps=10_000, lr=0.2)
 
@@ -253,7 +254,9 @@ def test_url_round_trips_the_setting(server, browser):
     load(browser, url)  # a fresh page at the shared URL
     assert js(browser, "m('kind_params').value") == "multiplicative"
     assert abs(js(browser, "m('eps_params').value") - np.log10(float(query["params"][15:]))) < 1e-9
-    assert js(browser, "m('lr').value") == "0.05" and js(browser, "m('convention').value") == "clean"
+    assert (
+        js(browser, "m('lr').value") == "0.05" and js(browser, "m('convention').value") == "clean"
+    )
     assert js(browser, LAST_RISK) == risk
     assert dict(parse_qsl(urlparse(browser.current_url).query)) == query
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from qlinreg.report import Claim, Section, claims_frame, summary, write_report
+from qlinreg.report import Claim, Section, claims_frame, curves_figure, summary, write_report
 
 
 class _Page(HTMLParser):
@@ -20,6 +20,7 @@ class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows, self.failed, self.ids, self.images, self.links = [], 0, [], 0, []
+        self.scripts = []
         self._in_failed = False
 
     def handle_starttag(self, tag, attrs):
@@ -34,6 +35,8 @@ class _Page(HTMLParser):
             self.ids.append(a["id"])
         if tag == "img" and a.get("src", "").startswith("data:image/png;base64,"):
             self.images += 1
+        if tag == "script" and "src" in a:
+            self.scripts.append(a["src"])
         if tag == "a":
             self.links.append(a["href"])
 
@@ -79,6 +82,7 @@ def test_summary_counts_equal_claims_csv(tmp_path):
     fig.savefig(tmp_path / "alpha.png")
     plt.close(fig)
     tables = [tmp_path / "alpha.parquet", tmp_path / "alpha.csv"]
+    _curves().to_parquet(tables[0])
     sections = [Section("alpha", "first recipe", [tmp_path / "alpha.png"], tables),
                 Section("beta", "second recipe", [], [tmp_path / "beta.csv"])]  # fmt: skip
     path = write_report(tmp_path, claims, sections, note="hand-built")
@@ -95,6 +99,41 @@ def test_summary_counts_equal_claims_csv(tmp_path):
     for measured in ("ratio quantized 1.5", "ratio clean 1.5", "value 3"):
         assert alpha < text.index(measured, alpha) < beta
     assert "quantized inputs" in text and "clean inputs" in text
+    # alpha's table has curves: an interactive view, its BokehJS inline (offline, one file).
+    assert page.scripts == [] and text.count('class="bk-root"') + text.count("data-root-id") >= 1
+    assert "interactive view" in text[alpha:beta] and "interactive view" not in text[beta:]
+    (tmp_path / "plain").mkdir()
+    plain = write_report(tmp_path / "plain", claims, sections, interactive=False)
+    assert "interactive view" not in plain.read_text(encoding="utf-8")
+
+
+def _curves() -> pd.DataFrame:
+    """Two risk-vs-N curves (schemes A and B) and a two-point stretch that is not a curve."""
+    steps = [1, 10, 100, 1000, 10000]
+    parts = []
+    for k, scheme in enumerate("AB"):
+        exact = [1.0 / (n + k) for n in steps]
+        clean = [0.5 / (n + k) for n in steps]
+        parts.append(pd.DataFrame({"step": steps, "scheme": scheme, "dim": 200,
+                                   "exact_risk": exact, "exact_risk_clean": clean}))  # fmt: skip
+    parts.append(pd.DataFrame({"step": [1, 2], "scheme": "C", "dim": 200, "exact_risk": [1.0, 0.9],
+                               "exact_risk_clean": [0.4, 0.3]}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_curves_figure_labels_each_curve_and_carries_both_conventions():
+    from bokeh.models import ColumnDataSource
+
+    table = _curves()
+    layout = curves_figure(table, "t")
+    sources = [s for s in layout.select({"type": ColumnDataSource}) if "label" in s.data]
+    assert sorted(s.data["label"][0] for s in sources) == ["scheme=A", "scheme=B"]
+    for src in sources:
+        want = table[table["scheme"] == src.data["label"][0][-1]]
+        assert list(src.data["exact_q"]) == list(want["exact_risk"])
+        assert list(src.data["exact_c"]) == list(want["exact_risk_clean"])
+        assert list(src.data["exact"]) == list(want["exact_risk"])  # quantized shown first
+    assert curves_figure(pd.DataFrame({"index": [1, 2], "lambda": [1.0, 0.5]})) is None
 
 
 def test_headline_is_first_claim_in_quantized_convention():

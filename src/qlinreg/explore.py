@@ -123,8 +123,7 @@ class Setting:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(
-                f"unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: "
-                f"{', '.join(known)}"
+                f"unknown parameter(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(known)}"
             )
         kw = {}
         for name, text in values.items():
@@ -201,6 +200,10 @@ class Setting:
 
     def sgd_key(self) -> tuple:
         return (self.steps, self.batch, self.lr, self.average)
+
+    def run_key(self) -> tuple:
+        """What the advisor's answer depends on: the problem and SGD (not the quantizers)."""
+        return (*self.problem_key(), *self.sgd_key())
 
 
 def parse_number(name: str, text: str, *, integer: bool = False) -> float | int:
@@ -518,9 +521,7 @@ class _Page:
         self.readout = Div(name="readout", text="", width=900)
         self.notes = Div(name="notes", text="", width=900, styles={"color": "#8a5a00"})
         self.query = Div(name="query", text="", visible=False)
-        self.query.js_on_change(
-            "text", CustomJS(args={"q": self.query}, code=_URL_JS)
-        )
+        self.query.js_on_change("text", CustomJS(args={"q": self.query}, code=_URL_JS))
         doc.js_on_event(DocumentReady, CustomJS(args={"q": self.query}, code=_URL_JS))
 
         self.exact = ColumnDataSource(
@@ -550,8 +551,11 @@ class _Page:
                      width=520, height=380, tools=tools, name="penalty_plot",
                      x_axis_label="step N", y_axis_label="penalty")  # fmt: skip
         pl = pen.line("step", "penalty", source=self.exact, color="#9467bd", line_width=3)
-        pen.add_tools(HoverTool(renderers=[pl], tooltips=[("N", "@step{0,0}"),
-                                                          ("penalty", "@penalty{0.0000e}")]))
+        pen.add_tools(
+            HoverTool(
+                renderers=[pl], tooltips=[("N", "@step{0,0}"), ("penalty", "@penalty{0.0000e}")]
+            )
+        )
         sp = figure(title="spectrum: H vs H^(q)", x_axis_type="log", y_axis_type="log",
                     width=520, height=330, tools=tools, name="spectrum_plot",
                     x_axis_label="index i", y_axis_label="eigenvalue")  # fmt: skip
@@ -641,9 +645,7 @@ class _Page:
             self.readout.text = self.notes.text = ""
             return
         old, self.setting = self.setting, setting
-        if old is None or (old.problem_key(), old.sgd_key()) != (
-            setting.problem_key(), setting.sgd_key()
-        ):
+        if old is None or old.run_key() != setting.run_key():
             self.advice_div.text, self.advice = "", []
             self.apply_button.disabled = True
         self.error.visible, self.plots.visible = False, True
@@ -768,7 +770,7 @@ class _Page:
         try:
             cfg = setting.config()
             advisor = _ADVISORS.get(
-                (setting.problem_key(), setting.sgd_key()),
+                setting.run_key(),
                 lambda: Advisor(cfg.problem(), cfg.sgd(), menu=ADVISOR_MENU,
                                 roundings=("stochastic",), seed=setting.seed),
             )  # fmt: skip
@@ -781,9 +783,7 @@ class _Page:
     def _push_advice(self, setting, text: str, quant: list[str]) -> None:
         def show():
             self.advise_button.disabled = False
-            if self.setting is None or (self.setting.problem_key(), self.setting.sgd_key()) != (
-                setting.problem_key(), setting.sgd_key()
-            ):  # fmt: skip
+            if self.setting is None or self.setting.run_key() != setting.run_key():
                 return  # the setting changed meanwhile: this advice is for another one
             self.advice_div.text, self.advice = text, quant
             self.apply_button.disabled = not quant

@@ -11,12 +11,20 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["READINGS", "Claim", "Section", "claims_frame", "summary", "write_report"]
+__all__ = [
+    "READINGS",
+    "Claim",
+    "Section",
+    "claims_frame",
+    "curves_figure",
+    "summary",
+    "write_report",
+]
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,6 @@ class Section:
     description: str
     figures: Sequence[Path] = ()
     tables: Sequence[Path] = ()
-    interactive: str = field(default="", repr=False)
 
 
 def claims_frame(claims: list[Claim]) -> pd.DataFrame:
@@ -215,7 +222,79 @@ def _failures(claims: pd.DataFrame) -> str:
     )
 
 
-def _section(sec: Section, group: pd.DataFrame, out: Path) -> str:
+_NOT_LABELS = ("step", "risk", "exact_risk", "bound", "k_star", "sigma_G2", "penalty", "floor",
+               "saturated_", "underflow_", "reached", "status", "trials", "approx_err", "radius",
+               "trace_H_q", "theorem", "gamma_max")  # fmt: skip
+MAX_CURVES = 40
+"""An interactive view draws at most this many curves (the first ones of the table)."""
+
+
+def curves_figure(table: pd.DataFrame, title: str = ""):
+    """An interactive Bokeh view of a recipe's risk-vs-N table, or ``None`` if it has no curves.
+
+    A curve is a stretch of increasing ``step`` with at least 4 points: the exact risk as a
+    line and the Monte Carlo mean as points where there are, labelled by the configuration
+    columns that differ between curves; hover shows each value, a toggle switches the risk
+    convention (quantized / clean inputs), the legend hides curves."""
+    if "step" not in table or not ({"exact_risk", "risk_mean"} & set(table.columns)):
+        return None
+    from bokeh.layouts import column
+    from bokeh.models import ColumnDataSource, CustomJS, HoverTool, RadioButtonGroup
+    from bokeh.palettes import Category10_10
+    from bokeh.plotting import figure
+
+    run = (table["step"].diff().fillna(-1) <= 0).cumsum()
+    curves = [g for _, g in table.groupby(run, sort=False) if len(g) >= 4][:MAX_CURVES]
+    if not curves:
+        return None
+    firsts = pd.DataFrame([g.iloc[0] for g in curves]).astype(str)
+    candidates = [
+        c for c in sorted(table.columns, key=lambda c: c != "scheme")
+        if not c.startswith(_NOT_LABELS) and all(g[c].nunique(dropna=False) == 1 for g in curves)
+    ]  # fmt: skip
+    labels_from, distinct = [], 1
+    for c in candidates:  # greedily, the columns that tell more curves apart
+        n = len(firsts[[*labels_from, c]].drop_duplicates())
+        if n > distinct:
+            labels_from, distinct = [*labels_from, c], n
+    fig = figure(title=title, x_axis_type="log", y_axis_type="log", width=760, height=420,
+                 x_axis_label="step N", y_axis_label="excess risk",
+                 tools="pan,wheel_zoom,box_zoom,reset,save")  # fmt: skip
+    sources = []
+    for i, g in enumerate(curves):
+        label = ", ".join(f"{c}={g[c].iloc[0]}" for c in labels_from) or f"curve {i + 1}"
+        color = Category10_10[i % 10]
+        data = {"step": g["step"].to_numpy(float), "label": [label] * len(g)}
+        for key, (q, c) in {"exact": ("exact_risk", "exact_risk_clean"),
+                            "mc": ("risk_mean", "risk_clean_mean")}.items():  # fmt: skip
+            for suffix, col in (("q", q), ("c", c)):
+                values = g[col].to_numpy(float) if col in g else [float("nan")] * len(g)
+                data[f"{key}_{suffix}"] = values
+            data[key] = data[f"{key}_q"]
+        src = ColumnDataSource(data)
+        sources.append(src)
+        if "exact_risk" in g and g["exact_risk"].notna().any():
+            fig.line("step", "exact", source=src, color=color, line_width=2, legend_label=label)
+        if "risk_mean" in g and g["risk_mean"].notna().any():
+            fig.scatter("step", "mc", source=src, color=color, size=5, legend_label=label)
+    tips = [("", "@label"), ("N", "@step{0,0}"), ("exact", "@exact{0.0000e}"),
+            ("Monte Carlo", "@mc{0.0000e}")]  # fmt: skip
+    fig.add_tools(HoverTool(tooltips=tips))
+    fig.legend.click_policy = "hide"
+    fig.legend.label_text_font_size = "9px"
+    fig.legend.location = "bottom_left"
+    toggle = RadioButtonGroup(labels=["quantized inputs", "clean inputs"], active=0)
+    toggle.js_on_change("active", CustomJS(args={"sources": sources}, code="""
+        const s = cb_obj.active === 0 ? "q" : "c";
+        for (const src of sources) {
+            src.data.exact = src.data["exact_" + s];
+            src.data.mc = src.data["mc_" + s];
+            src.change.emit();
+        }"""))  # fmt: skip
+    return column(toggle, fig)
+
+
+def _section(sec: Section, group: pd.DataFrame, out: Path, interactive: str = "") -> str:
     held, total = int(group["held"].sum()), len(group)
     figures = "".join(_img(p) for p in sec.figures if p.suffix == ".png" and p.exists())
     links = " ".join(
@@ -225,9 +304,9 @@ def _section(sec: Section, group: pd.DataFrame, out: Path) -> str:
     reading = READINGS.get(sec.name, "")
     verdict = f"{held} of {total} claims held." if total else "No claims checked."
     interactive = (
-        f"<details><summary>interactive view (zoom, hover, convention)</summary>"
-        f"{sec.interactive}</details>"
-        if sec.interactive
+        "<details><summary>interactive view (zoom, hover values, convention toggle, click the "
+        f"legend to hide a curve)</summary>{interactive}</details>"
+        if interactive
         else ""
     )
     return (
@@ -238,6 +317,25 @@ def _section(sec: Section, group: pd.DataFrame, out: Path) -> str:
     )
 
 
+def _interactive(sections: Sequence[Section]) -> tuple[dict[str, str], str]:
+    """``({section name: its figure's div}, head markup)``: the figures of
+    :func:`curves_figure`, embedded with one script and BokehJS inline."""
+    from bokeh.embed import components
+    from bokeh.resources import Resources
+
+    figs = {}
+    for sec in sections:
+        table = next((p for p in sec.tables if p.suffix == ".parquet" and p.exists()), None)
+        fig = None if table is None else curves_figure(pd.read_parquet(table), sec.name)
+        if fig is not None:
+            figs[sec.name] = fig
+    if not figs:
+        return {}, ""
+    script, divs = components(figs)
+    bokehjs = Resources(mode="inline", components=["bokeh", "bokeh-widgets"])
+    return divs, bokehjs.render() + script
+
+
 def write_report(
     out: str | Path,
     claims: list[Claim],
@@ -245,14 +343,16 @@ def write_report(
     *,
     title: str = "qlinreg: reproducing Zhang, Su & Zou (ICLR 2026)",
     note: str = "",
-    head: str = "",
+    interactive: bool = True,
 ) -> Path:
     """Write ``OUT/index.html``: summary, one section per recipe, what did not hold.
 
-    ``head`` is extra markup for the page's ``<head>`` (the inline BokehJS of interactive
-    views). Returns the path written.
+    With ``interactive``, each section whose Parquet table holds risk-vs-N curves also gets
+    :func:`curves_figure`, BokehJS inline (the page stays one file that opens offline).
+    Returns the path written.
     """
     out = Path(out)
+    views, head = _interactive(sections) if interactive else ({}, "")
     frame = claims_frame(claims)
     table = summary(frame)
     held = int(frame["held"].sum()) if len(frame) else 0
@@ -266,7 +366,8 @@ def write_report(
         "against it.</p>",
     ]
     for sec in sections:
-        body.append(_section(sec, frame[frame["experiment"] == sec.name], out))
+        group = frame[frame["experiment"] == sec.name]
+        body.append(_section(sec, group, out, views.get(sec.name, "")))
     body += ["<h2 id='failed'>What did not hold, and why</h2>", _failures(frame)]
     page = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
