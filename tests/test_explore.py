@@ -17,7 +17,17 @@ import numpy as np
 import pytest
 
 import qlinreg as ql
-from qlinreg.explore import MAX_DIM, MAX_MC_WORK, Setting, _Jobs, check_monte_carlo, compute
+from qlinreg.explore import (
+    FORMATS,
+    MAX_DIM,
+    MAX_MC_WORK,
+    Setting,
+    _format_names,
+    _Jobs,
+    _split_quantizer,
+    check_monte_carlo,
+    compute,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +71,16 @@ def test_bad_values_are_refused_naming_the_field(values, message):
     with pytest.raises(ValueError) as err:
         Setting.parse(values)
     assert message in str(err.value)
+
+
+def test_controls_read_back_every_quantizer_text():
+    assert _split_quantizer("additive:0.001") == ("additive", -3.0, FORMATS[2], "stochastic")
+    assert _split_quantizer("int8:nearest_even")[::2] == ("format", "int8")
+    assert _split_quantizer("int8:nearest_even")[3] == "nearest_even"
+    assert _split_quantizer("none")[0] == "none"
+    # The advisor names formats by their labels: each maps back to a name on the page.
+    names = _format_names()
+    assert names["fp8_e4m3fn"] == "fp8_e4m3" and set(names.values()) == set(FORMATS)
 
 
 def test_monte_carlo_size_is_capped():

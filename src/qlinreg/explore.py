@@ -505,9 +505,9 @@ class _Page:
                        name=f"kind_{role}")  # fmt: skip
             s = Slider(start=min(-8.0, eps), end=max(0.0, eps), value=eps, step=0.05,
                        title="log₁₀ ε", width=170, name=f"eps_{role}")  # fmt: skip
-            f = Select(title="format", options=list(FORMATS), value=fmt, width=100,
+            f = Select(title="format", options=list(FORMATS), value=fmt, width=110,
                        name=f"format_{role}")  # fmt: skip
-            r = Select(title="rounding", options=list(ROUNDINGS), value=rnd, width=70,
+            r = Select(title="rounding", options=list(ROUNDINGS), value=rnd, width=110,
                        name=f"rounding_{role}")  # fmt: skip
             note = Div(text="", name=f"surrogate_{role}", width=350)
             for w in (k, s, f, r):
@@ -658,7 +658,8 @@ class _Page:
                           "lam_q": views.lam_q}  # fmt: skip
         self.gamma_div.text = (
             f"stability limit γ_max = {views.gamma_max:.4g} (γ/γ_max = "
-            f"{setting.lr / views.gamma_max:.3g}; spectral radius {views.radius:.6g})"
+            f"{setting.lr / views.gamma_max:.3g}; spectral radius ρ of the second-moment "
+            f"recursion: 1 − ρ = {1 - views.radius:.3g})"
         )
         for role in ROLES:
             self.role_widgets[role][4].text = _esc(views.surrogates.get(role, ""))

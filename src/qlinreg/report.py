@@ -361,7 +361,7 @@ def write_report(
         f"<p class='note'>{_e(note)}</p>" if note else "",
         f"<h2 id='summary-title'>Summary: {held} of {len(frame)} claims held</h2>",
         _summary_table(table),
-        "<p class='links'>All claims: <a href='claims.csv'>claims.csv</a>. Claims are decided "
+        "<p>All claims: <a href='claims.csv'>claims.csv</a>. Claims are decided "
         "on the exact expected risk where it exists; each recipe also checks Monte Carlo "
         "against it.</p>",
     ]
