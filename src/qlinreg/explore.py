@@ -421,6 +421,12 @@ class _Jobs:
         self.limit = limit
         self.slots = threading.BoundedSemaphore(limit)
         self.pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="qlinreg-explore")
+        self.running: set[threading.Event] = set()  # cancel flags of the Monte Carlo runs
+
+    def cancel_all(self) -> None:
+        """Stop every Monte Carlo run at its next checkpoint (the server is stopping)."""
+        for flag in list(self.running):
+            flag.set()
 
     def submit(self, fn, *args) -> bool:
         if not self.slots.acquire(blocking=False):
@@ -709,6 +715,7 @@ class _Page:
                 raise _Cancelled
             self._push(self._mc_update, cancel, df, "running")
 
+        self.jobs.running.add(cancel)
         try:
             res = run(spec, on_checkpoint=partial)
         except _Cancelled:
@@ -716,6 +723,8 @@ class _Page:
         except Exception as exc:  # noqa: BLE001  (shown on the page; the server goes on)
             self._push(self._mc_failed, cancel, f"Monte Carlo failed: {exc}")
             return
+        finally:
+            self.jobs.running.discard(cancel)
         self._push(self._mc_update, cancel, res.frame, res.status)
 
     def _push(self, fn, cancel, *args) -> None:
@@ -885,8 +894,10 @@ def make_server(host: str = "127.0.0.1", port: int = 5006, *, max_jobs: int = 2)
     jobs = _Jobs(max_jobs)
     app = Application(FunctionHandler(lambda doc: _Page(doc, jobs)))
     origins = [f"{host}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"]
-    return Server({"/": app}, address=host, port=port, allow_websocket_origin=origins,
-                  num_procs=1)  # fmt: skip
+    server = Server({"/": app}, address=host, port=port, allow_websocket_origin=origins,
+                    num_procs=1)  # fmt: skip
+    server.qlinreg_jobs = jobs
+    return server
 
 
 def serve(host: str = "127.0.0.1", port: int = 5006, *, max_jobs: int = 2, say=print) -> None:
@@ -904,4 +915,5 @@ def serve(host: str = "127.0.0.1", port: int = 5006, *, max_jobs: int = 2, say=p
     except KeyboardInterrupt:
         pass
     finally:
+        server.qlinreg_jobs.cancel_all()
         server.stop()
