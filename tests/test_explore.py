@@ -126,6 +126,22 @@ def test_compute_matches_the_library_and_masks_an_unstable_setting():
     assert high.radius > 1 and "above the stability limit" in high.notes[0]
 
 
+def test_bound_is_drawn_only_where_its_hypotheses_hold(monkeypatch):
+    import qlinreg.theory as theory
+
+    real = theory.bound
+
+    def with_valid(*args, **kwargs):  # a bound result that says where it is valid
+        frame = real(*args, **kwargs)
+        frame["valid"] = frame["step"] >= 100
+        return frame
+
+    monkeypatch.setattr(theory, "bound", with_valid)
+    v = compute(Setting(dim=30, steps=3000, data="additive:0.01"))
+    assert np.isnan(v.bound[v.steps < 100]).all() and np.isfinite(v.bound[v.steps >= 100]).all()
+    assert any("hypotheses fail" in n for n in v.notes)
+
+
 # ---- the page, in headless Chromium ------------------------------------------------------------
 
 CHROME = shutil.which("chromium") or shutil.which("chromium-browser")
