@@ -126,6 +126,20 @@ def test_compute_matches_the_library_and_masks_an_unstable_setting():
     assert high.radius > 1 and "above the stability limit" in high.notes[0]
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--port", "70000"], "port must be an integer in [0, 65535]"),
+     (["--max-jobs", "0"], "max_jobs must be")],
+)  # fmt: skip
+def test_explore_command_refuses_bad_options(args, message):
+    from typer.testing import CliRunner
+
+    from qlinreg.cli import app
+
+    res = CliRunner().invoke(app, ["explore", *args])
+    assert res.exit_code == 2 and message in res.output
+
+
 def test_bound_is_drawn_only_where_its_hypotheses_hold(monkeypatch):
     import qlinreg.theory as theory
 
