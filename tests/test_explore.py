@@ -263,6 +263,11 @@ def test_page_loads_offline_without_console_errors(server, browser):
     assert "exact risk" in js(browser, "m('readout').text")
     assert js(browser, "m('error').visible") is False
     assert severe(browser) == []
+    # Everything the page fetched (scripts, styles, the websocket's handshake) is this server's.
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert fetched and all(u.startswith(server.rstrip("/")) for u in fetched), fetched
 
 
 def expected_risk(dim, steps, scheme, lr=0.1, batch=1):
