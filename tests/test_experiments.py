@@ -64,3 +64,6 @@ def test_reproduce_writes_report(tmp_path, monkeypatch):
     for text in claims["measured"]:
         assert text.split(":")[0] in page
     assert "data:image/png;base64," in page
+    from test_report import check_summary
+
+    check_summary(tmp_path)

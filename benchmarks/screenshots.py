@@ -1,0 +1,94 @@
+"""Screenshots for the docs: the explorer (docs/img/explore.png) and the report
+(docs/img/report.png, from an existing ``results/index.html``), in headless Chromium.
+
+    python benchmarks/screenshots.py [RESULTS_FOLDER]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+         "--disable-background-networking --disable-component-update --disable-sync "
+         "--disable-dev-shm-usage --hide-scrollbars").split()  # fmt: skip
+SETTING = ("dim=1000&steps=10000&trials=32&data=fp8_e4m3&params=additive:0.0001"
+           "&activations=multiplicative:0.01")  # fmt: skip
+M = "const m = n => Bokeh.documents[0].get_model_by_name(n); "
+FIND = """
+const find = (root, sel) => {
+  const hit = root.querySelector(sel);
+  if (hit) return hit;
+  for (const e of root.querySelectorAll('*'))
+    if (e.shadowRoot) { const r = find(e.shadowRoot, sel); if (r) return r; }
+  return null;
+};
+return find(document, arguments[0]).shadowRoot.querySelector('button');
+"""
+
+
+def wait(driver, expr: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not driver.execute_script(M + f"return {expr}"):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out: {expr}")
+        time.sleep(0.2)
+
+
+def main() -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    results = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "results")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "qlinreg", "explore", "--port", "0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)  # fmt: skip
+    url = None
+    while url is None:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("qlinreg explore did not start")
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        url = found and found.group(1)
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    opts = webdriver.ChromeOptions()
+    profile = tempfile.mkdtemp(prefix="qlinreg-shots-")
+    for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1460,1040"):
+        opts.add_argument(flag)
+    opts.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+    out = ROOT / "docs" / "img"
+    try:
+        driver.get(url + "?" + SETTING)
+        wait(driver, "window.Bokeh && Bokeh.documents.length > 0 && m('readout').text")
+        driver.execute_script(FIND, ".mc-run").click()
+        wait(driver, "m('mc_status').text.includes('ok:')")
+        driver.execute_script(FIND, ".advise").click()
+        wait(driver, "m('advice').text.includes('joint predicted')")
+        time.sleep(1)
+        driver.save_screenshot(str(out / "explore.png"))
+        if (results / "index.html").exists():
+            driver.set_window_size(1400, 1500)
+            driver.get((results / "index.html").resolve().as_uri())
+            time.sleep(2)
+            driver.execute_script("document.querySelector('details').open = true")
+            driver.save_screenshot(str(out / "report.png"))
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(profile, ignore_errors=True)
+    print(f"wrote {out / 'explore.png'}" + (f", {out / 'report.png'}" if results else ""))
+
+
+if __name__ == "__main__":
+    main()
