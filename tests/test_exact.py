@@ -149,7 +149,7 @@ def test_one_step_second_moment_matches_sampling():
             sgd = ql.SGDConfig(lr=0.3, steps=1, batch=batch, w0=w0)
             rec, _ = _recursion(problem, scheme, sgd)
             m0, p0 = rec.m0, rec.m0**2
-            p1 = rec.alpha * p0 + rec.k * (rec.h @ p0) + rec.nu * m0 + rec.omega * (rec.hw @ m0)
+            p1 = rec.alpha * p0 + rec.k * (rec.h @ p0) + rec.nu * m0 + rec.omega * (rec.g @ m0)
             p1 = p1 + rec.c
             mean, se = one_step_moments(problem, scheme, 0.3, batch, w0, 100_000, rng)
             assert np.all(np.abs(p1 - mean) <= 4 * se + 2e-3 * p1), scheme.labels_by_role()

@@ -6,7 +6,7 @@ obey a closed affine recursion (Isserlis for the Gaussian features; the multipli
 variables and additive dithers enter through their 2nd and 4th moments)::
 
     m_{t+1} = (1 − γλ^(q)) ⊙ m_t
-    p_{t+1} = α ⊙ p_t + k·⟨λ^(q), p_t⟩ + ν ⊙ m_t + ω·⟨Hw*, m_t⟩ + c
+    p_{t+1} = α ⊙ p_t + k·⟨λ^(q), p_t⟩ + ν ⊙ m_t + ω·⟨g, m_t⟩ + c      (g = λ^(q) ⊙ w*^(q))
 
 and, because ``E[v_t | v_s] = (I − γH^(q))^{t−s} v_s``, the second moment of any average of
 iterates follows from two running sums. The work is O(N·d), with no sampling. Derivation,
@@ -29,10 +29,12 @@ from scipy.optimize import brentq
 
 from qlinreg.algorithm import AVERAGES, SGDConfig, check_checkpoints, check_run, run_config
 from qlinreg.problem import Problem
+from qlinreg.quantize.formats import NumberFormat
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
-from qlinreg.theory.quantized_data import H_q, approx_err, rotation_invariant, w_star_q
+from qlinreg.theory.quantized_data import rotation_invariant
+from qlinreg.theory.row_moments import RowMoments, row_moments
 
 __all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_moment_radius"]
 
@@ -41,63 +43,64 @@ __all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_
 class _DataMoments:
     """Moments of one quantized feature row ``x̃ = Q_d(x)``, ``x ~ N(0, H)``, ``y = ⟨w*, x⟩ + ξ``.
 
-    With ``h = λ^(q)``, ``u = w*^(q)``, ``e = y − ⟨u, x̃⟩`` (so ``E[e x̃] = 0``):
+    With ``h = λ^(q)``, ``u = w*^(q)``, ``g = h ⊙ u`` (``= Hw*`` for an unbiased ``Q_d``),
+    ``e = y − ⟨u, x̃⟩`` (so ``E[e x̃] = 0``):
 
     - ``E[x̃_i² x̃_j²] = π h_i h_j + δ_ij D_i``                      (``A_ij``)
-    - ``E[x̃_i² e ⟨x̃, v⟩] = β h_i ⟨Hw*, v⟩ + η_i v_i``
-    - ``E[x̃_i² e²] = Ge_i``,  ``E[x̃_i² y²] = Gy_i``.
+    - ``E[x̃_i² e ⟨x̃, v⟩] = β h_i ⟨g, v⟩ + η_i v_i``
+    - ``E[x̃_i² e²] = Ge_i``,  ``E[x̃_i² y²] = Gy_i``;  ``ae``: ApproxErr ``= R_q(u)``.
     """
 
     h: np.ndarray
     u: np.ndarray
+    g: np.ndarray
     pi: float
     D: np.ndarray
     beta: float
     eta: np.ndarray
     Ge: np.ndarray
     Gy: np.ndarray
+    ae: float
 
 
-def _data_moments(problem: Problem, q, eps: ErrorMoments) -> _DataMoments:
-    """Closed forms of :class:`_DataMoments` for each data quantizer (docs/theory.md §3)."""
+def _data_moments(problem: Problem, rm: RowMoments) -> _DataMoments:
+    """:class:`_DataMoments` from the row moments of the data quantizer (docs/theory.md §3, §11).
+
+    With ``t = c/h`` (so ``u = t w*``) and ``ρ_i = w*_i x_i − u_i x̃_i`` (``e = ξ + Σ ρ_j``,
+    the ``ρ_j`` uncorrelated): ``E[x̃_i² ρ_j²] = h_i r_j`` for ``j ≠ i`` with
+    ``r_j = w*_j²(π_C λ_j − 2π_B t_j c_j + π_A t_j² h_j)``, and ``= w*_i²(c4 − 2t b4 + t² a4)``
+    for ``j = i``. Every term is formed so that full precision gives exact zeros.
+    """
     lam, ws, s2 = problem.spectrum, problem.w_star, problem.noise
-    h, u = H_q(problem, q), w_star_q(problem, q)
-    ae2 = 2.0 * approx_err(problem, q)  # ‖w*‖²_H − ‖u‖²_{H^(q)}
-    psi = float(np.sum(lam * ws * u))  # ‖u‖²_{H^(q)} = ⟨Hw*, u⟩
-    e, mu4 = eps.add + eps.mult, eps.mu4
-    s3, s4 = 1 + 3 * e, 1 + 6 * e + mu4 * e * e  # E[s³], E[s⁴] of the scale s = 1 + √ε ζ
-    kappa = s3 * (1 + e) - s4  # = −2ε + (3 − μ4)ε²
-    pi, beta, theta = 1.0, 0.0, 0.0
-    if eps.kind == "none":
-        D, eta, diag_e, Fy = 2 * lam**2, np.zeros_like(lam), np.zeros_like(lam), 2 * lam**2
-    elif eps.kind == "additive":
-        D = 2 * lam**2 + 4 * e * lam + (mu4 - 1) * e * e
-        eta = (3 - mu4) * e * e * lam * ws / h
-        diag_e = (mu4 - 3) * e * e * (lam * ws / h) ** 2
-        Fy = 2 * lam**2
-    elif eps.kind == "multiplicative":
-        pi = s4 / (1 + e) ** 2
-        beta = kappa / (1 + e) ** 2
-        theta = (mu4 - 5) * e * e / (1 + e) ** 2
-        D = 2 * s4 * lam**2
-        eta = 2 * kappa / (1 + e) * lam**2 * ws
-        diag_e = 2 * (e + (mu4 - 3) * e * e + e**3) / (1 + e) ** 2 * (lam * ws) ** 2
-        Fy = 2 * (1 + e) * lam**2
-    else:  # multiplicative_elementwise
-        D = (3 * s4 - (1 + e) ** 2) * lam**2
-        eta = 3 * kappa / (1 + e) * lam**2 * ws
-        diag_e = (2 * e + (3 * mu4 - 11) * e * e + 2 * e**3) / (1 + e) ** 2 * (lam * ws) ** 2
-        Fy = 2 * (1 + e) * lam**2
-    Ge = h * (s2 + ae2 + theta * psi) + diag_e
-    Gy = h * (float(np.sum(lam * ws**2)) + s2) + Fy * ws**2
-    return _DataMoments(h=h, u=u, pi=pi, D=D, beta=beta, eta=eta, Ge=Ge, Gy=Gy)
+    h, c = rm.h, rm.c
+    pa, pb, pc = rm.pi
+    t = c / h  # exactly 1 without data quantization
+    u = t * ws
+    g = h * u
+    r = ws * ws * (pc * lam - 2 * pb * t * c + pa * t * t * h)
+    local = ws * ws * (rm.c4 - 2 * t * rm.b4 + t * t * rm.a4)
+    beta = pb - pa
+    W = float(np.sum(lam * ws * ws))  # ‖w*‖²_H
+    return _DataMoments(
+        h=h,
+        u=u,
+        g=g,
+        pi=pa,
+        D=rm.a4 - pa * h * h,
+        beta=beta,
+        eta=ws * (rm.b4 - t * rm.a4) - beta * h * g,
+        Ge=h * (s2 + (float(np.sum(r)) - r)) + local,
+        Gy=h * (s2 + pc * W) + ws * ws * (rm.c4 - pc * h * lam),
+        ae=0.5 * float(np.sum(ws * ws * (lam - t * c))),
+    )
 
 
 def _second_moment_map(
     dm: _DataMoments, r: dict[str, ErrorMoments], lr: float, B: int, m, p, hp, sm
 ):
     """The noise part of ``p_{t+1}`` — all but the contraction ``(1 − 2γλ^(q)) ⊙ p_t`` — from
-    ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨Hw*, m_t⟩``.
+    ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨g, m_t⟩`` (``g = λ^(q) ⊙ w*^(q)``,
+    ``= Hw*`` for unbiased data).
 
     The one place where the quantizers' moments enter (docs/theory.md §4): ``diag`` is
     ``E[x̃_i² g_b²]`` (one row of the batch), ``off`` is ``E[x̃_{b,i} x̃_{b',i} g_b g_{b'}]``
@@ -140,13 +143,48 @@ class _Recursion:
     omega: np.ndarray
     c: np.ndarray
     h: np.ndarray
-    hw: np.ndarray  # H w*
+    g: np.ndarray  # λ^(q) ⊙ w*^(q) (= H w* for unbiased data)
     m0: np.ndarray
 
 
+_ITERATE_ROLES = ("params", "activations", "grads")
+
+
+def _moment_inputs(
+    problem: Problem, scheme: Scheme
+) -> tuple[_DataMoments, dict[str, ErrorMoments]]:
+    """The data quantizer's row moments and every other role's error moments, or a
+    ``ValueError`` naming a role the exact recursion cannot take."""
+    for role in _ITERATE_ROLES:
+        q = getattr(scheme, role)
+        if isinstance(q, NumberFormat):
+            raise ValueError(
+                f"exact risk: {role}={q.label}: a number format on {role} has an error that "
+                f"depends on the iterate, so its risk is Monte Carlo only (qlinreg.simulate); "
+                f"surrogate=True replaces it by an idealized model (an approximation)"
+            )
+    if isinstance(scheme.labels, NumberFormat):
+        raise ValueError(f"exact risk: labels={scheme.labels.label}: not supported yet")
+    r = {role: error_moments(q, role) for role, q in scheme.items() if role != "data"}
+    try:
+        rm = row_moments(scheme.data, problem.spectrum)
+    except TypeError:
+        raise ValueError(
+            f"exact risk: data={scheme.data.label}: a shared scale couples the coordinates; "
+            f"no exact moments (yet)"
+        ) from None
+    return _data_moments(problem, rm), r
+
+
 def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recursion, _DataMoments]:
-    r = {role: error_moments(q, role) for role, q in scheme.items()}
-    dm = _data_moments(problem, scheme.data, r["data"])
+    """The recursion of one constant step size, and the data moments it was built from."""
+    dm, r = _moment_inputs(problem, scheme)
+    return _recursion_of(problem, r, dm, sgd), dm
+
+
+def _recursion_of(
+    problem: Problem, r: dict[str, ErrorMoments], dm: _DataMoments, sgd: SGDConfig
+) -> _Recursion:
     d, z = problem.d, np.zeros(problem.d)
 
     def f(m, p, hp, sm):
@@ -165,10 +203,10 @@ def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recur
         omega=f(z, z, 0.0, 1.0) - c,
         c=c,
         h=dm.h,
-        hw=problem.spectrum * problem.w_star,
+        g=dm.g,
         m0=sgd.initial(problem.d) - dm.u,
     )
-    return rec, dm
+    return rec
 
 
 def _radius(rec: _Recursion) -> float:
@@ -213,8 +251,7 @@ def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig
     scheme = Scheme() if scheme is None else scheme
     if not in_eigenbasis(problem, scheme):
         raise ValueError("second_moment_radius is for problems in their eigenbasis")
-    rec, _ = _recursion(problem.eigen(), scheme, sgd)
-    return _radius(rec)
+    return _radius(_recursion(problem.eigen(), scheme, sgd)[0])
 
 
 @jax.jit
@@ -222,14 +259,14 @@ def _advance(X, C, n):
     """``n`` steps of the recursion on ``X = [m_t, p_t, S_t, U_t]`` (a ``4×d`` array), with, per
     coordinate, ``S_t = E[(Σ_{s<t} v_s)²]`` and ``U_t = Σ_{s<t} E[v_t v_s] = Σ_{s<t} a^{t−s} p_s``.
 
-    ``C`` stacks ``a, α, k, ν, ω, c, λ^(q), Hw*``. One stacked state is ~2× faster on CPU than
+    ``C`` stacks ``a, α, k, ν, ω, c, λ^(q), g``. One stacked state is ~2× faster on CPU than
     a tuple of vectors (fewer buffers per loop iteration).
     """
-    a, alpha, k, nu, omega, c, h, hw = C
+    a, alpha, k, nu, omega, c, h, g = C
 
     def body(_, X):
         m, p, S, U = X
-        hp, sm = jnp.sum(h * p), jnp.sum(hw * m)
+        hp, sm = jnp.sum(h * p), jnp.sum(g * m)
         return jnp.stack(
             [a * m, alpha * p + k * hp + nu * m + omega * sm + c, S + p + 2 * U, a * (U + p)]
         )
@@ -244,18 +281,6 @@ def _geometric_sum(gh: np.ndarray, L: np.ndarray) -> np.ndarray:
     via_log = -np.expm1(L * np.log1p(-safe)) / safe
     direct = (1 - np.power(1 - gh, L)) / gh
     return np.where(small, via_log, direct)
-
-
-def _risks(mean: np.ndarray, second: np.ndarray, problem: Problem, dm: _DataMoments, ae: float):
-    """Expected risks of iterates with coordinatewise ``E[v]``, ``E[v²]`` (``v = w − w*^(q)``).
-
-    Quantized inputs: ``E R_q = ½ Σ_i λ^(q)_i E[v_i²] + ApproxErr`` (as ``R_q(w) =
-    ½‖w − w*^(q)‖²_{H^(q)} + ApproxErr``, see quantized_data); clean: ``E ½‖v + w*^(q) − w*‖²_H``.
-    """
-    shift = dm.u - problem.w_star
-    quant = 0.5 * second @ dm.h + ae
-    clean = 0.5 * (second + 2 * mean * shift + shift * shift) @ problem.spectrum
-    return quant, clean
 
 
 @dataclass(frozen=True, eq=False)
@@ -313,7 +338,7 @@ METHODS = ("auto", "closed", "step")
 def _coefficients(rec: _Recursion) -> Coefficients:
     return Coefficients(
         a=rec.a, one_minus_a=rec.one_minus_a, alpha=rec.alpha, one_minus_alpha=rec.one_minus_alpha,
-        k=rec.k, nu=rec.nu, omega=rec.omega, c=rec.c, h=rec.h, g=rec.hw,
+        k=rec.k, nu=rec.nu, omega=rec.omega, c=rec.c, h=rec.h, g=rec.g,
     )  # fmt: skip
 
 
@@ -339,7 +364,7 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
     m, p, S, U = m0, m0 * m0, np.zeros(d), np.zeros(d)
     for T0, T1, rec in segs:
         C = _coefficients(rec)
-        Cs = np.stack([rec.a, rec.alpha, rec.k, rec.nu, rec.omega, rec.c, rec.h, rec.hw])
+        Cs = np.stack([rec.a, rec.alpha, rec.k, rec.nu, rec.omega, rec.c, rec.h, rec.g])
         negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0)
         inside = [int(t) for t in record if T0 < t <= T1]
         X, t = jnp.asarray(np.stack([m, p, S, U])), T0
@@ -381,10 +406,10 @@ def _segments(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str = "a
     """The recursion of each constant-step segment, its radius and stability; ``ValueError``
     when the requested computation cannot be done (closed form of an unstable run, or an
     unstable run too long to step)."""
-    segs, dm = [], None
-    for T0, T1, lr in sgd.segments():
-        rec, dm = _recursion(problem, scheme, sgd.with_lr(lr))
-        segs.append((T0, T1, rec))
+    dm, r = _moment_inputs(problem, scheme)
+    segs = [
+        (T0, T1, _recursion_of(problem, r, dm, sgd.with_lr(lr))) for T0, T1, lr in sgd.segments()
+    ]
     radius = max(_radius(rec) for *_, rec in segs)
     stable = all(_is_stable(rec) for *_, rec in segs)
     if not stable and method == "closed":
@@ -539,7 +564,7 @@ def exact_risk(
     mom.setdefault(0, zero)
 
     shift = dm.u - problem.w_star
-    ae = approx_err(problem, scheme.data)
+    ae = dm.ae
     fixed = float(lam @ (shift * shift))
     risk = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
     risk_clean = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
