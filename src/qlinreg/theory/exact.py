@@ -41,30 +41,47 @@ __all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_
 
 @dataclass(frozen=True)
 class _DataMoments:
-    """Moments of one quantized feature row ``x̃ = Q_d(x)``, ``x ~ N(0, H)``, ``y = ⟨w*, x⟩ + ξ``.
+    """Moments of one row ``(x̃, ỹ)`` of quantized training data that the recursion reads.
 
-    With ``h = λ^(q)``, ``u = w*^(q)``, ``g = h ⊙ u`` (``= Hw*`` for an unbiased ``Q_d``),
-    ``e = y − ⟨u, x̃⟩`` (so ``E[e x̃] = 0``):
+    With ``h = λ^(q)`` (``E x̃_i²``), ``u`` the training fixed point (``E[x̃ ỹ] = h ⊙ u``) and
+    ``e = ỹ − ⟨u, x̃⟩`` (so ``E[e x̃] = 0``), in low-rank form (``R_A``, ``R_m`` columns):
 
-    - ``E[x̃_i² x̃_j²] = π h_i h_j + δ_ij D_i``                      (``A_ij``)
-    - ``E[x̃_i² e ⟨x̃, v⟩] = β h_i ⟨g, v⟩ + η_i v_i``
-    - ``E[x̃_i² e²] = Ge_i``,  ``E[x̃_i² y²] = Gy_i``;  ``ae``: ApproxErr ``= R_q(u)``.
+    - ``A_ij = E[x̃_i² x̃_j²] = (UA VAᵀ)_ij + δ_ij D_i``;
+    - ``E[x̃_i² e ⟨x̃, v⟩] = (Ub Gmᵀ v)_i + η_i v_i``, and ``(UA VAᵀ)(u ⊙ v) = UAm Gmᵀ v``;
+    - ``Ge_i = E[x̃_i² e²]``, ``Gy_i = E[x̃_i² y²]`` (clean ``y``: for idealized label errors);
+    - two rows ``b ≠ b'`` of one batch, per coordinate: ``Qxx = E[x̃_{b,i}² x̃_{b',i}²]``,
+      ``Qex = E[x̃_{b,i} e_b x̃_{b',i}²]``, ``Qee = E[x̃_{b,i} e_b x̃_{b',i} e_{b'}]``,
+      ``Qyy = E[x̃_{b,i} y_b x̃_{b',i} y_{b'}]`` (independent rows: ``h², 0, 0, (h ⊙ u)²``);
+    - the quantized-input risk ``R_q(w) = ½‖w − u + shift_q‖²_{H^(q)} + ae`` (``shift_q ≠ 0``
+      only when biased labels move ``u`` away from the best predictor ``w*^(q)``).
     """
 
     h: np.ndarray
     u: np.ndarray
-    g: np.ndarray
-    pi: float
+    UA: np.ndarray
+    VA: np.ndarray
     D: np.ndarray
-    beta: float
+    Gm: np.ndarray
+    Ub: np.ndarray
+    UAm: np.ndarray
     eta: np.ndarray
     Ge: np.ndarray
     Gy: np.ndarray
+    Qxx: np.ndarray
+    Qex: np.ndarray
+    Qee: np.ndarray
+    Qyy: np.ndarray
     ae: float
+    shift_q: np.ndarray
+
+
+def _col(v) -> np.ndarray:
+    return np.asarray(v, np.float64).reshape(-1, 1)
 
 
 def _data_moments(problem: Problem, rm: RowMoments) -> _DataMoments:
-    """:class:`_DataMoments` from the row moments of the data quantizer (docs/theory.md §3, §11).
+    """:class:`_DataMoments` from the row moments of the data quantizer, clean labels
+    (docs/theory.md §3, §11).
 
     With ``t = c/h`` (so ``u = t w*``) and ``ρ_i = w*_i x_i − u_i x̃_i`` (``e = ξ + Σ ρ_j``,
     the ``ρ_j`` uncorrelated): ``E[x̃_i² ρ_j²] = h_i r_j`` for ``j ≠ i`` with
@@ -76,7 +93,7 @@ def _data_moments(problem: Problem, rm: RowMoments) -> _DataMoments:
     pa, pb, pc = rm.pi
     t = c / h  # exactly 1 without data quantization
     u = t * ws
-    g = h * u
+    g = h * u  # E[x̃ y]
     r = ws * ws * (pc * lam - 2 * pb * t * c + pa * t * t * h)
     local = ws * ws * (rm.c4 - 2 * t * rm.b4 + t * t * rm.a4)
     beta = pb - pa
@@ -84,14 +101,21 @@ def _data_moments(problem: Problem, rm: RowMoments) -> _DataMoments:
     return _DataMoments(
         h=h,
         u=u,
-        g=g,
-        pi=pa,
+        UA=_col(pa * h),
+        VA=_col(h),
         D=rm.a4 - pa * h * h,
-        beta=beta,
+        Gm=_col(g),
+        Ub=_col(beta * h),
+        UAm=_col(pa * h),
         eta=ws * (rm.b4 - t * rm.a4) - beta * h * g,
         Ge=h * (s2 + (float(np.sum(r)) - r)) + local,
         Gy=h * (s2 + pc * W) + ws * ws * (rm.c4 - pc * h * lam),
+        Qxx=h * h,
+        Qex=np.zeros_like(h),
+        Qee=np.zeros_like(h),
+        Qyy=g * g,
         ae=0.5 * float(np.sum(ws * ws * (lam - t * c))),
+        shift_q=np.zeros_like(h),
     )
 
 
@@ -99,33 +123,33 @@ def _second_moment_map(
     dm: _DataMoments, r: dict[str, ErrorMoments], lr: float, B: int, m, p, hp, sm
 ):
     """The noise part of ``p_{t+1}`` — all but the contraction ``(1 − 2γλ^(q)) ⊙ p_t`` — from
-    ``(m_t, p_t)`` and the scalars ``hp = ⟨λ^(q), p_t⟩``, ``sm = ⟨g, m_t⟩`` (``g = λ^(q) ⊙ w*^(q)``,
-    ``= Hw*`` for unbiased data).
+    ``(m_t, p_t)`` (``d × P``: ``P`` probes at once) and their functionals ``hp = VAᵀ p_t``,
+    ``sm = Gmᵀ m_t`` (``R_A × P``, ``R_m × P``).
 
     The one place where the quantizers' moments enter (docs/theory.md §4): ``diag`` is
     ``E[x̃_i² g_b²]`` (one row of the batch), ``off`` is ``E[x̃_{b,i} x̃_{b',i} g_b g_{b'}]``
     (two distinct rows), with ``g = Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))``.
     """
     lab, act, par, out = r["labels"], r["activations"], r["params"], r["grads"]
-    h, u = dm.h, dm.u
+    h, u, D = _col(dm.h), _col(dm.u), _col(dm.D)
     q = u * u + 2 * u * m + p  # E[w_i²]
-    hq = float(np.sum(h * u * u)) + 2 * sm + hp  # E‖w‖²_{H^(q)}
-    row_A = dm.pi * h * float(np.sum(h)) + dm.D  # Σ_j A_ij
-    C_w = dm.pi * h * hq + dm.D * q  # E[x̃_i² ⟨x̃, w⟩²]
-    F = dm.Ge - 2 * (dm.beta * h * sm + dm.eta * m) + dm.pi * h * hp + dm.D * p
+    Aq = dm.UA @ (dm.VA.T @ (u * u) + hp) + 2 * (dm.UAm @ sm) + D * q  # E[x̃_i² ⟨x̃, w⟩²]
+    row_A = dm.UA @ dm.VA.sum(0, keepdims=True).T + D  # Σ_j A_ij
+    F = _col(dm.Ge) - 2 * (dm.Ub @ sm + _col(dm.eta) * m) + dm.UA @ hp + D * p
     r2 = (
         F
-        + lab.mult * dm.Gy
-        + act.mult * C_w
-        + (1 + act.mult) * (par.add * row_A + par.mult * C_w)
+        + lab.mult * _col(dm.Gy)
+        + act.mult * Aq
+        + (1 + act.mult) * (par.add * row_A + par.mult * Aq)
         + (lab.add + act.add) * h
     )
     diag = out.add * h + (1 + out.mult) * r2
-    off = (
-        (1 + out.rank1)
-        * h
-        * h
-        * (p + lab.rank1 * u * u + act.rank1 * q + (1 + act.rank1) * (par.add + par.mult * q))
+    Qxx = _col(dm.Qxx)
+    off = (1 + out.rank1) * (
+        _col(dm.Qee)
+        - 2 * _col(dm.Qex) * m
+        + Qxx * (p + act.rank1 * q + (1 + act.rank1) * (par.add + par.mult * q))
+        + lab.rank1 * _col(dm.Qyy)
     )
     return lr * lr / B * (diag + (B - 1) * off)
 
@@ -138,12 +162,12 @@ class _Recursion:
     one_minus_a: np.ndarray  # γλ^(q), kept exactly (1 − γλ^(q) rounds to 1 for tiny γλ^(q))
     alpha: np.ndarray
     one_minus_alpha: np.ndarray  # 1 − α, computed without cancellation (for γλ^(q) ≪ 1)
-    k: np.ndarray
+    k: np.ndarray  # d × R_A: p' ∋ k (hᵀp)
     nu: np.ndarray
-    omega: np.ndarray
+    omega: np.ndarray  # d × R_m: p' ∋ ω (gᵀm)
     c: np.ndarray
-    h: np.ndarray
-    g: np.ndarray  # λ^(q) ⊙ w*^(q) (= H w* for unbiased data)
+    h: np.ndarray  # d × R_A: the p-functionals (λ^(q) for a rank-one coupling)
+    g: np.ndarray  # d × R_m: the m-functionals (λ^(q) ⊙ w*^(q) = H w* for unbiased data)
     m0: np.ndarray
 
 
@@ -185,37 +209,46 @@ def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recur
 def _recursion_of(
     problem: Problem, r: dict[str, ErrorMoments], dm: _DataMoments, sgd: SGDConfig
 ) -> _Recursion:
-    d, z = problem.d, np.zeros(problem.d)
-
-    def f(m, p, hp, sm):
-        return _second_moment_map(dm, r, sgd.lr, sgd.batch, m, p, hp, sm)
-
-    # The map is affine in (m, p, hp, sm) and elementwise in (m, p): probing recovers it.
-    c = f(z, z, 0.0, 0.0)
-    noise = f(z, np.ones(d), 0.0, 0.0) - c
-    rec = _Recursion(
+    d, RA, Rm = problem.d, dm.VA.shape[1], dm.Gm.shape[1]
+    # The map is affine in (m, p, hp, sm) and elementwise in (m, p): probing recovers it, all
+    # probes at once (columns): 0, p = 1, m = 1, then each unit hp and each unit sm.
+    P = 3 + RA + Rm
+    m, p = np.zeros((d, P)), np.zeros((d, P))
+    hp, sm = np.zeros((RA, P)), np.zeros((Rm, P))
+    p[:, 1], m[:, 2] = 1.0, 1.0
+    hp[:, 3 : 3 + RA] = np.eye(RA)
+    sm[:, 3 + RA :] = np.eye(Rm)
+    out = _second_moment_map(dm, r, sgd.lr, sgd.batch, m, p, hp, sm)
+    c = out[:, 0]
+    noise = out[:, 1] - c
+    return _Recursion(
         a=1 - sgd.lr * dm.h,
         one_minus_a=sgd.lr * dm.h,
         alpha=(1 - 2 * sgd.lr * dm.h) + noise,
         one_minus_alpha=2 * sgd.lr * dm.h - noise,
-        k=f(z, z, 1.0, 0.0) - c,
-        nu=f(np.ones(d), z, 0.0, 0.0) - c,
-        omega=f(z, z, 0.0, 1.0) - c,
+        k=out[:, 3 : 3 + RA] - c[:, None],
+        nu=out[:, 2] - c,
+        omega=out[:, 3 + RA :] - c[:, None],
         c=c,
-        h=dm.h,
-        g=dm.g,
+        h=dm.VA,
+        g=dm.Gm,
         m0=sgd.initial(problem.d) - dm.u,
     )
-    return rec
 
 
 def _radius(rec: _Recursion) -> float:
-    """Spectral radius of ``p ↦ α ⊙ p + k ⟨λ^(q), p⟩`` (diagonal plus rank one, ``k, λ^(q) ≥ 0``).
+    """Spectral radius of the recursion: ``max |1 − γλ^(q)_i|`` and that of the ``p``-map
+    ``diag(α) + k hᵀ``.
 
-    Its eigenvalues interlace with ``α``: the smallest is ≥ min α, the largest is the root
-    above max α of ``Σ_i k_i λ^(q)_i / (x − α_i) = 1``.
+    Rank one (``k, h ≥ 0``): its eigenvalues interlace with ``α``; the smallest is ≥ min α,
+    the largest is the root above max α of ``Σ_i k_i h_i / (x − α_i) = 1``. Higher rank (a
+    moment-estimated coupling): the eigenvalues of the ``d × d`` matrix.
     """
-    kh, alpha = rec.k * rec.h, rec.alpha
+    alpha, mean = rec.alpha, float(np.abs(rec.a).max())
+    if rec.k.shape[1] > 1:
+        M = np.diag(alpha) + rec.k @ rec.h.T
+        return max(float(np.abs(np.linalg.eigvals(M)).max()), mean)
+    kh = rec.k[:, 0] * rec.h[:, 0]
     top, total = float(alpha.max()), float(kh.sum())
     gap = top - alpha  # ≥ 0, exact where α_i = max α
 
@@ -229,20 +262,23 @@ def _radius(rec: _Recursion) -> float:
             root = top + brentq(secular, lo, total, xtol=1e-300, rtol=4 * np.finfo(float).eps)
         else:  # the root lies within 2^-60·Σ kh of max α
             root = top + lo
-    return max(root, abs(float(alpha.min())), float(np.abs(rec.a).max()))
+    return max(root, abs(float(alpha.min())), mean)
 
 
 def _is_stable(rec: _Recursion) -> bool:
     """Whether every eigenvalue of the recursion lies in (−1, 1), decided on the gaps ``γλ``,
     ``1 − α`` (which float64 keeps when ``1 − γλ`` rounds to 1): the mean needs
-    ``0 < γλ^(q) < 2``; ``diag(α) + k hᵀ`` (eigenvalues interlacing ``α``, the top one the root
-    of ``Σ kh/(x − α) = 1`` above ``max α``) needs ``α > −1``, ``1 − α > 0`` and
-    ``Σ k_i h_i/(1 − α_i) < 1`` (the secular function is below 1 at ``x = 1``)."""
+    ``0 < γλ^(q) < 2``; a rank-one ``diag(α) + k hᵀ`` (eigenvalues interlacing ``α``, the top
+    one the root of ``Σ kh/(x − α) = 1`` above ``max α``) needs ``α > −1``, ``1 − α > 0`` and
+    ``Σ k_i h_i/(1 − α_i) < 1`` (the secular function is below 1 at ``x = 1``); a higher rank
+    needs its spectral radius below 1."""
     if np.any(rec.one_minus_a <= 0) or np.any(rec.one_minus_a >= 2):
         return False
+    if rec.k.shape[1] > 1:
+        return _radius(rec) < 1
     if np.any(rec.one_minus_alpha <= 0) or np.any(rec.alpha <= -1):
         return False
-    return bool(np.sum(rec.k * rec.h / rec.one_minus_alpha) < 1)
+    return bool(np.sum(rec.k[:, 0] * rec.h[:, 0] / rec.one_minus_alpha) < 1)
 
 
 def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> float:
@@ -254,22 +290,28 @@ def second_moment_radius(problem: Problem, scheme: Scheme | None, sgd: SGDConfig
     return _radius(_recursion(problem.eigen(), scheme, sgd)[0])
 
 
+def low_rank(k, h, x):
+    """``k (hᵀ x)`` for ``d × R`` factors (a sum of products when ``R = 1``); NumPy or JAX."""
+    if k.shape[1] == 1:
+        return k[:, 0] * (h[:, 0] * x).sum()
+    return k @ (h.T @ x)
+
+
 @jax.jit
-def _advance(X, C, n):
+def _advance(X, C, L, n):
     """``n`` steps of the recursion on ``X = [m_t, p_t, S_t, U_t]`` (a ``4×d`` array), with, per
     coordinate, ``S_t = E[(Σ_{s<t} v_s)²]`` and ``U_t = Σ_{s<t} E[v_t v_s] = Σ_{s<t} a^{t−s} p_s``.
 
-    ``C`` stacks ``a, α, k, ν, ω, c, λ^(q), g``. One stacked state is ~2× faster on CPU than
-    a tuple of vectors (fewer buffers per loop iteration).
+    ``C`` stacks ``a, α, ν, c``, ``L`` holds the low-rank factors ``k, h, ω, g``. One stacked
+    state is ~2× faster on CPU than a tuple of vectors (fewer buffers per loop iteration).
     """
-    a, alpha, k, nu, omega, c, h, g = C
+    a, alpha, nu, c = C
+    k, h, omega, g = L
 
     def body(_, X):
         m, p, S, U = X
-        hp, sm = jnp.sum(h * p), jnp.sum(g * m)
-        return jnp.stack(
-            [a * m, alpha * p + k * hp + nu * m + omega * sm + c, S + p + 2 * U, a * (U + p)]
-        )
+        new_p = alpha * p + low_rank(k, h, p) + nu * m + low_rank(omega, g, m) + c
+        return jnp.stack([a * m, new_p, S + p + 2 * U, a * (U + p)])
 
     return jax.lax.fori_loop(0, n, body, X)
 
@@ -364,13 +406,14 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
     m, p, S, U = m0, m0 * m0, np.zeros(d), np.zeros(d)
     for T0, T1, rec in segs:
         C = _coefficients(rec)
-        Cs = np.stack([rec.a, rec.alpha, rec.k, rec.nu, rec.omega, rec.c, rec.h, rec.g])
+        Cs = np.stack([rec.a, rec.alpha, rec.nu, rec.c])
+        Ls = (rec.k, rec.h, rec.omega, rec.g)
         negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0)
         inside = [int(t) for t in record if T0 < t <= T1]
         X, t = jnp.asarray(np.stack([m, p, S, U])), T0
         stepped = inside if method == "step" else [n for n in inside if n - T0 <= _STEPPED]
         for n in stepped:
-            X = _advance(X, Cs, np.int64(n - t))
+            X = _advance(X, Cs, Ls, np.int64(n - t))
             t = n
             W = weights(n)
             vec = np.asarray(X)[[1, 3, 2]]  # p, U, S
@@ -392,7 +435,7 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
             break
         L = T1 - T0
         if method == "step" or L <= _STEPPED:
-            X = _advance(X, Cs, np.int64(T1 - t))
+            X = _advance(X, Cs, Ls, np.int64(T1 - t))
             m, p, S, U = np.asarray(X)
         else:
             _, vec = contour_moments(L, C, m, p, np.zeros((1, d)), negative, vectors=True)
