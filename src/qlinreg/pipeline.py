@@ -50,7 +50,11 @@ class RunSpec:
         trials: Monte Carlo trials; 0 computes the theory only.
         seed, dtype, literal: as for :func:`qlinreg.simulate`.
         checkpoints: steps reported (default: ~10 per decade, always ``N``).
-        exact: add the exact expected risk (:func:`qlinreg.exact_risk`; idealized quantizers).
+        exact: add the exact expected risk (:func:`qlinreg.exact_risk`: idealized quantizers
+            anywhere, number formats on data and labels; docs/theory.md §11).
+        surrogate: with ``exact``, replace number formats by idealized surrogates (one measured
+            ε each) instead of computing their moments: the comparison baseline, and the only
+            theory for formats on parameters, activations and output gradients.
         bound: add the paper's bound with unit constants (:func:`qlinreg.bound`; Polyak).
         tags: constant columns added to the table (recipes label their points with them).
     """
@@ -64,13 +68,14 @@ class RunSpec:
     dtype: str = "float32"
     literal: bool = False
     exact: bool = False
+    surrogate: bool = False
     bound: bool = False
     tags: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         scheme = check_run(self.problem, self.scheme, self.sgd)
         object.__setattr__(self, "scheme", scheme)
-        for name in ("literal", "exact", "bound"):
+        for name in ("literal", "exact", "surrogate", "bound"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         trials = positive_int("trials", self.trials, low=0)
@@ -84,12 +89,14 @@ class RunSpec:
             if not (self.exact or self.bound):
                 raise ValueError("trials = 0 computes nothing: give trials ≥ 1, exact or bound")
         object.__setattr__(self, "checkpoints", ck)
+        if self.surrogate and not self.exact:
+            raise ValueError("surrogate replaces formats in the exact theory: give exact too")
         if self.exact or self.bound:
             _check_theory(scheme, self.sgd, self.bound)
         if self.exact:
             from qlinreg.theory.exact import check_exact
 
-            check_exact(self.problem, scheme, self.sgd)
+            check_exact(self.problem, scheme, self.sgd, surrogate=self.surrogate, seed=self.seed)
 
     @property
     def title(self) -> str:
@@ -121,11 +128,11 @@ def _check_theory(scheme: Scheme, sgd: SGDConfig, bound: bool) -> None:
             f"exact/bound: the theory keeps w_t in full precision and does not model weight "
             f"storage in {sgd.storage.label}; drop storage or the theory overlay"
         )
-    for role, q in scheme.items():
+    for role, q in scheme.items() if bound else ():
         try:
             error_moments(q, role)
         except TypeError as exc:
-            raise ValueError(f"exact/bound: {exc}") from None
+            raise ValueError(f"bound: {exc}") from None
     if bound and sgd.schedule:
         raise ValueError(
             "bound: the paper's bound is stated for a constant step size; drop the schedule, "
@@ -171,8 +178,9 @@ def _theory(spec: RunSpec) -> pd.DataFrame | None:
     from qlinreg.theory.curves import theory_columns
 
     return theory_columns(
-        spec.problem, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact, bound=spec.bound
-    )
+        spec.problem, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact,
+        bound=spec.bound, surrogate=spec.surrogate, seed=spec.seed,
+    )  # fmt: skip
 
 
 def _frame(spec: RunSpec, sim: SimResult | None, theory, status: str, reached: int):

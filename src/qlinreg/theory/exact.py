@@ -185,7 +185,8 @@ def _moment_inputs(
             raise ValueError(
                 f"exact risk: {role}={q.label}: a number format on {role} has an error that "
                 f"depends on the iterate, so its risk is Monte Carlo only (qlinreg.simulate); "
-                f"surrogate=True replaces it by an idealized model (an approximation)"
+                f"the surrogate option (surrogate=True, --surrogate) replaces it by an idealized "
+                f"model, an approximation"
             )
     if isinstance(scheme.labels, NumberFormat):
         raise ValueError(f"exact risk: labels={scheme.labels.label}: not supported yet")
@@ -338,6 +339,11 @@ class ExactResult:
             it rounds to 1 in float64 when ``γλ^(q)_min < 10⁻¹⁶``).
         stable: whether the recursion is stable (decided without that rounding).
         config: the run's parameters, flat, keyed as in :class:`qlinreg.SimResult`.
+        moments: where the data and label moments come from: ``exact`` (closed form or
+            quadrature), ``estimated`` (from sampled rows: :attr:`risk_se` is the risk's
+            standard error) or ``surrogate`` (number formats replaced by idealized models).
+        risk_se, risk_clean_se: standard errors of ``risk``, ``risk_clean`` from the moments'
+            sampling error (0 when ``exact``; NaN for a surrogate, whose error is a model error).
     """
 
     steps: np.ndarray
@@ -348,6 +354,16 @@ class ExactResult:
     config: dict = field(default_factory=dict)
 
     stable: bool = True
+    moments: str = "exact"
+    risk_se: dict[str, np.ndarray] | None = None
+    risk_clean_se: dict[str, np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        fill = 0.0 if self.moments == "exact" else np.nan
+        for name in ("risk_se", "risk_clean_se"):
+            if getattr(self, name) is None:
+                se = {avg: np.full(len(self.steps), fill) for avg in AVERAGES}
+                object.__setattr__(self, name, se)
 
     @property
     def exact_risk(self) -> np.ndarray:
@@ -359,13 +375,18 @@ class ExactResult:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per checkpoint: ``step, exact_risk, exact_risk_clean`` (chosen average),
-        ``exact_risk_{polyak,tail,last}`` and ``exact_risk_clean_{…}``, then the config."""
+        their standard errors ``exact_risk_se, exact_risk_clean_se``,
+        ``exact_risk_{polyak,tail,last}`` and ``exact_risk_clean_{…}``, ``exact_moments``,
+        ``stable``, then the config."""
         cols = {"step": self.steps, "exact_risk": self.exact_risk}
         cols["exact_risk_clean"] = self.exact_risk_clean
+        cols["exact_risk_se"] = self.risk_se[self.average]
+        cols["exact_risk_clean_se"] = self.risk_clean_se[self.average]
         for avg in AVERAGES:
             cols[f"exact_risk_{avg}"] = self.risk[avg]
             cols[f"exact_risk_clean_{avg}"] = self.risk_clean[avg]
         df = pd.DataFrame(cols)
+        df["exact_moments"] = self.moments
         df["stable"] = self.stable
         for k, v in self.config.items():
             df[k] = v
@@ -484,8 +505,14 @@ def in_eigenbasis(problem: Problem, scheme: Scheme) -> bool:
 def _check_dense(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str) -> None:
     from qlinreg.theory.dense import DENSE_MAX_DIM
 
-    for role in ("data", "params"):  # number formats: error_moments' TypeError
-        error_moments(getattr(scheme, role), role)
+    for role in ("data", "params"):
+        q = getattr(scheme, role)
+        if isinstance(q, NumberFormat):
+            raise ValueError(
+                f"exact risk: {role}={q.label} with a full covariance: a number format acts on "
+                f"correlated coordinates, which the exact recursion does not cover; simulate "
+                f"it, or use the surrogate option (surrogate=True, --surrogate: an idealized model)"
+            )
     why = "elementwise quantization in the data's coordinates needs the full-matrix recursion"
     if problem.d > DENSE_MAX_DIM:
         raise ValueError(
@@ -502,9 +529,21 @@ def _check_dense(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str) 
         )
 
 
-def check_exact(problem: Problem, scheme: Scheme | None, sgd: SGDConfig) -> None:
-    """Raise the ``ValueError`` :func:`exact_risk` would, without computing it (O(d))."""
+def check_exact(
+    problem: Problem,
+    scheme: Scheme | None,
+    sgd: SGDConfig,
+    *,
+    surrogate: bool = False,
+    seed: int = 0,
+) -> None:
+    """Raise the ``ValueError`` :func:`exact_risk` would, without computing it (O(d), plus the
+    formats' moments or surrogates, which are cached)."""
     scheme = check_run(problem, scheme, sgd)
+    if surrogate:
+        from qlinreg.theory.surrogates import surrogate_scheme
+
+        scheme = surrogate_scheme(problem, scheme, sgd.batch, seed=seed)
     if in_eigenbasis(problem, scheme):
         _segments(problem.eigen(), scheme, sgd)
     else:
@@ -536,14 +575,20 @@ def exact_risk(
     checkpoints: Sequence[int] | None = None,
     *,
     method: str = "auto",
+    surrogate: bool = False,
+    seed: int = 0,
 ) -> ExactResult:
     """Exact ``E[excess risk]`` of quantized SGD (SPEC §2), both conventions, no sampling.
 
     Valid for Gaussian features and the idealized quantizers (:class:`NoQuant`,
     :class:`Additive`, :class:`Multiplicative`, :class:`MultiplicativeElementwise`, either
     noise law) on any roles, any batch size, and a constant or piecewise-constant step size
-    (``sgd.schedule``). A full covariance is computed in its eigenbasis when the data and
-    parameter quantizers commute with rotations (:func:`in_eigenbasis`); otherwise
+    (``sgd.schedule``). Number formats on the data of a diagonal problem are exact when they
+    round each entry on a fixed grid (FP without scaling, INT with a fixed scale; any rounding:
+    docs/theory.md §11). Formats on parameters, activations or output gradients are Monte
+    Carlo only (``ValueError``) unless ``surrogate``. A full covariance is computed in its
+    eigenbasis when the data and parameter quantizers commute with rotations
+    (:func:`in_eigenbasis`); otherwise
     (elementwise quantization in the data's coordinates) by the full-matrix recursion of
     :mod:`qlinreg.theory.dense` (``d ≤ 512``, O(N·d³), stepped). A problem carrying data rows
     gets the risk of its Gaussian model (same ``H``, ``w*``, ``σ²``).
@@ -557,6 +602,10 @@ def exact_risk(
             checkpoint and segment whatever ``N`` (needs a stable recursion); ``"step"``: the
             O(N·d) stepping of the recursion (the reference); ``"auto"`` (default): closed
             form when stable, stepping otherwise.
+        surrogate: replace every number format by its idealized surrogate, one ε fitted to
+            its measured error energy (:func:`~qlinreg.theory.surrogates.surrogate_scheme`,
+            with ``seed``): the approximation that exact moments replace, kept for comparison.
+        seed: seed of the samples the surrogates are measured on.
 
     Returns:
         An :class:`ExactResult` holding the Polyak, tail-averaged and last-iterate risks. If the
@@ -567,6 +616,15 @@ def exact_risk(
     ckpts = check_checkpoints(checkpoints, sgd.steps)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if not isinstance(surrogate, bool):
+        raise ValueError(f"surrogate must be True or False, got {surrogate!r}")
+    if surrogate:
+        from qlinreg.theory.surrogates import surrogate_scheme
+
+        ideal = surrogate_scheme(problem, scheme, sgd.batch, seed=seed)
+        res = exact_risk(problem, ideal, sgd, ckpts, method=method)
+        config = {**run_config(problem, scheme, sgd), "surrogate": ideal.describe()}
+        return replace(res, config=config, moments="surrogate", risk_se=None, risk_clean_se=None)
     if not problem.diagonal or problem.samples is not None:
         if not in_eigenbasis(problem, scheme):
             return _dense_exact(problem, scheme, sgd, ckpts, method)
