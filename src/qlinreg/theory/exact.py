@@ -33,6 +33,8 @@ from qlinreg.quantize.formats import NumberFormat
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
+from qlinreg.theory.format_moments import scalar_grid
+from qlinreg.theory.label_moments import LabelMoments, label_moments
 from qlinreg.theory.quantized_data import rotation_invariant
 from qlinreg.theory.row_moments import RowMoments, row_moments
 
@@ -119,6 +121,56 @@ def _data_moments(problem: Problem, rm: RowMoments) -> _DataMoments:
     )
 
 
+def _data_moments_labels(problem: Problem, rm: RowMoments, lm: LabelMoments) -> _DataMoments:
+    """:class:`_DataMoments` with a number format on the labels (docs/theory.md §11): the
+    general formulas in ``ℓ = E[x̃ ỹ]``, ``E[x̃_i³ ỹ]``, ``E[x̃_i² ỹ²]`` and the coupling
+    ``E[x̃_i² ỹ x̃_k] = π_B κ_i f_k`` (``k ≠ i``): ``u = ℓ/h``, ``e = ỹ − ⟨u, x̃⟩``,
+
+    ``E[x̃_i² e ⟨x̃, v⟩] = π_B κ_i ⟨f, v⟩ − π_A h_i ⟨h ⊙ u, v⟩ + η_i v_i``,
+    ``E[x̃_i² e²] = E[x̃_i² ỹ²] − 2(u_i E[x̃_i³ ỹ] + π_B κ_i(⟨f, u⟩ − f_i u_i))
+    + u_i² a4_i + π_A h_i(⟨h, u²⟩ − h_i u_i²)``.
+
+    Unbiased labels: ``κ = h``, ``f = c ⊙ w* = h ⊙ u`` (one direction). The quantized-input
+    risk is evaluated at the best predictor on clean labels, ``(c/h) ⊙ w*``.
+    """
+    lam, ws = problem.spectrum, problem.w_star
+    h, pa, pb = rm.h, rm.pi[0], rm.pi[1]
+    u = lm.ell / h
+    g = h * u
+    t = rm.c / h
+    if lm.coef is None:
+        kappa, f = h, g
+        Gm, Ub, UAm = _col(g), _col((pb - pa) * h), _col(pa * h)
+    else:
+        kappa, f = lm.coef, lm.dirn
+        Gm, Ub = np.stack([f, g], axis=1), np.stack([pb * kappa, -pa * h], axis=1)
+        UAm = np.stack([np.zeros_like(h), pa * h], axis=1)
+    cross = pb * kappa * (float(f @ u) - f * u)
+    zero = np.zeros_like(h)
+    return _DataMoments(
+        h=h,
+        u=u,
+        UA=_col(pa * h),
+        VA=_col(h),
+        D=rm.a4 - pa * h * h,
+        Gm=Gm,
+        Ub=Ub,
+        UAm=UAm,
+        eta=lm.x3y - u * rm.a4 - pb * kappa * f + pa * h * g,
+        Ge=lm.x2y2
+        - 2 * (u * lm.x3y + cross)
+        + u * u * rm.a4
+        + pa * h * (float(h @ (u * u)) - h * u * u),
+        Gy=zero,
+        Qxx=h * h,
+        Qex=zero,
+        Qee=zero,
+        Qyy=g * g,
+        ae=0.5 * float(np.sum(ws * ws * (lam - t * rm.c))),
+        shift_q=u - t * ws,
+    )
+
+
 def _second_moment_map(
     dm: _DataMoments, r: dict[str, ErrorMoments], lr: float, B: int, m, p, hp, sm
 ):
@@ -188,9 +240,17 @@ def _moment_inputs(
                 f"the surrogate option (surrogate=True, --surrogate) replaces it by an idealized "
                 f"model, an approximation"
             )
-    if isinstance(scheme.labels, NumberFormat):
-        raise ValueError(f"exact risk: labels={scheme.labels.label}: not supported yet")
-    r = {role: error_moments(q, role) for role, q in scheme.items() if role != "data"}
+    labels = scheme.labels
+    if isinstance(labels, NumberFormat) and scalar_grid(labels) is None:
+        raise ValueError(
+            f"exact risk: labels={labels.label}: a scale shared by the batch's labels; no "
+            f"exact moments (yet)"
+        )
+    r = {
+        role: ErrorMoments() if isinstance(q, NumberFormat) else error_moments(q, role)
+        for role, q in scheme.items()
+        if role != "data"
+    }
     try:
         rm = row_moments(scheme.data, problem.spectrum)
     except TypeError:
@@ -198,6 +258,8 @@ def _moment_inputs(
             f"exact risk: data={scheme.data.label}: a shared scale couples the coordinates; "
             f"no exact moments (yet)"
         ) from None
+    if isinstance(labels, NumberFormat):
+        return _data_moments_labels(problem, rm, label_moments(problem, scheme.data, labels)), r
     return _data_moments(problem, rm), r
 
 
@@ -664,9 +726,9 @@ def exact_risk(
     zero = np.zeros((3, 2 + 2 * len(tails.get(0, []))))
     mom.setdefault(0, zero)
 
-    shift = dm.u - problem.w_star
-    ae = dm.ae
+    shift, shift_q = dm.u - problem.w_star, dm.shift_q
     fixed = float(lam @ (shift * shift))
+    fixed_q = float(h @ (shift_q * shift_q)) + 2 * dm.ae
     risk = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
     risk_clean = {avg: np.empty(len(ckpts)) for avg in AVERAGES}
     with quiet():
@@ -686,7 +748,7 @@ def exact_risk(
                 "last": (mom[n][0, :2], P0n * m0),
             }
             for avg, (second, mean) in seconds.items():
-                risk[avg][j] = 0.5 * second[0] + ae
+                risk[avg][j] = 0.5 * (second[0] + 2 * float(h @ (mean * shift_q)) + fixed_q)
                 risk_clean[avg][j] = 0.5 * (second[1] + 2 * float(lam @ (mean * shift)) + fixed)
     for values in (*risk.values(), *risk_clean.values()):
         values[~np.isfinite(values)] = np.inf  # an unstable run that overflowed: not NaN

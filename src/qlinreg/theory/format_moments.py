@@ -38,7 +38,15 @@ from scipy.special import erfc
 
 from qlinreg.quantize.formats import FloatFormat, IntFormat, NumberFormat
 
-__all__ = ["ScalarGrid", "error_moments_1d", "format_error_moments", "scalar_grid"]
+__all__ = [
+    "ScalarGrid",
+    "check_overflow",
+    "error_moments_1d",
+    "format_error_moments",
+    "gaussian_density",
+    "nodes",
+    "scalar_grid",
+]
 
 _WINDOW = 13.0  # Gaussian mass beyond 13σ: < 1e-37
 _LOW = 2.0**-30  # [0, σ·2^-30) carries < 2^-60 of every moment used (all have degree ≥ 2)
@@ -119,7 +127,8 @@ def scalar_grid(q) -> ScalarGrid | None:
     return ScalarGrid(starts, ends, spacing, float(top), overflow, q.rounding, q.label)
 
 
-def _check_overflow(g: ScalarGrid, sigma: float) -> None:
+def check_overflow(g: ScalarGrid, sigma: float) -> None:
+    """``ValueError`` if values of standard deviation ``σ`` can overflow ``g`` to inf/NaN."""
     if g.overflow == "saturate" or not sigma > 0:
         return
     p = float(erfc(g.top / (sigma * math.sqrt(2.0))))
@@ -143,12 +152,14 @@ def _split(a: np.ndarray, b: np.ndarray, width: float, *cols: np.ndarray):
     return (lo, hi, *(c[idx] for c in cols))
 
 
-def _pieces(g: ScalarGrid, sigma: float):
-    """Integration pieces on ``[σ·2⁻³⁰, 13σ]``: bounds ``(a, b)``, kind, and two parameters
-    (stochastic cell: ``l, r``; deterministic error ``e = base − x``: ``base``; averaged: ``s``)."""
-    x0, x1 = sigma * _LOW, sigma * _WINDOW
+def _pieces(g: ScalarGrid, sigma: float, upper: float, fine: float | None = None):
+    """Integration pieces on ``[σ·2⁻³⁰, upper]`` for a Gaussian weight of width ``σ``: bounds
+    ``(a, b)``, kind, and two parameters (stochastic cell: ``l, r``; deterministic error
+    ``e = base − x``: ``base``; averaged: ``s``). Cells of spacing ``≤ fine·σ`` are averaged
+    (default: ``2⁻¹³``, ``2⁻²⁶`` toward zero)."""
+    x0, x1 = sigma * _LOW, upper
     width = sigma * _PIECE
-    fine = sigma * _FINE.get(g.rounding, _FINE_DEFAULT)
+    fine = sigma * (_FINE.get(g.rounding, _FINE_DEFAULT) if fine is None else fine)
     parts = []
 
     def add(a, b, kind, p, q):
@@ -209,20 +220,35 @@ def _error_powers(kind, p, q, x, rounding: str) -> np.ndarray:
     return out
 
 
+def nodes(
+    g: ScalarGrid, sigma: float, upper: float, fine: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes ``x`` on ``[σ·2⁻³⁰, upper]`` along ``g``'s cells (pieces at most
+    ``σ/2`` wide; cell averages where the spacing is ``≤ fine·σ``, default ``2⁻¹³``), their
+    weights ``w`` (no density) and ``m[b − 1] = m_b(x)``, ``b = 1 … 4``: ``Σ w f(x) m_b(x)``
+    integrates ``f·m_b`` for any ``f`` smooth on the scale ``σ``. Flat arrays."""
+    a, b, kind, p, q = _pieces(g, sigma, upper, fine)
+    half = 0.5 * (b - a)
+    x = (0.5 * (a + b))[:, None] + half[:, None] * _GL_T
+    m = _error_powers(kind, p, q, x, g.rounding)
+    return x.ravel(), (half[:, None] * _GL_W).ravel(), m.reshape(4, -1)
+
+
+def gaussian_density(x: np.ndarray, sigma: float) -> np.ndarray:
+    """The ``N(0, σ²)`` density at ``x``."""
+    return np.exp(-0.5 * (x / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+
+
 def error_moments_1d(g: ScalarGrid, sigma: float, pairs) -> np.ndarray:
-    """``E[x^a m_b(x)]`` for ``x ~ N(0, σ²)`` and each ``(a, b)`` of ``pairs`` (``a + b`` even,
-    ``1 ≤ b ≤ 4``), for the rounding of ``g``; 0 for ``σ = 0``."""
+    """``E[x^a m_b(x)]`` for ``x ~ N(0, σ²)`` and each ``(a, b)`` of ``pairs`` (``1 ≤ b ≤ 4``;
+    0 when ``a + b`` is odd, by symmetry), for the rounding of ``g``; 0 for ``σ = 0``."""
     pairs = tuple(pairs)
     if not sigma > 0:
         return np.zeros(len(pairs))
-    _check_overflow(g, sigma)
-    a, b, kind, p, q = _pieces(g, sigma)
-    half = 0.5 * (b - a)
-    x = (0.5 * (a + b))[:, None] + half[:, None] * _GL_T
-    dens = np.exp(-0.5 * (x / sigma) ** 2) * (2.0 / (sigma * math.sqrt(2 * math.pi)))
-    w = half[:, None] * _GL_W * dens  # doubled: the integrand is even
-    m = _error_powers(kind, p, q, x, g.rounding)
-    return np.array([float(np.sum(w * x**i * m[j - 1])) for i, j in pairs])
+    check_overflow(g, sigma)
+    x, w, m = nodes(g, sigma, _WINDOW * sigma)
+    w = 2 * w * gaussian_density(x, sigma)  # doubled: the integrands used are even
+    return np.array([float(w @ (x**i * m[j - 1])) if (i + j) % 2 == 0 else 0.0 for i, j in pairs])
 
 
 _PAIRS = ((1, 1), (0, 2), (3, 1), (2, 2), (1, 3), (0, 4))
