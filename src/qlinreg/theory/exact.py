@@ -27,16 +27,29 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from qlinreg.algorithm import AVERAGES, SGDConfig, check_checkpoints, check_run, run_config
+from qlinreg.algorithm import (
+    AVERAGES,
+    SGDConfig,
+    check_checkpoints,
+    check_run,
+    positive_int,
+    run_config,
+)
 from qlinreg.problem import Problem
 from qlinreg.quantize.formats import NumberFormat
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
 from qlinreg.theory.format_moments import scalar_grid
-from qlinreg.theory.label_moments import LabelMoments, label_moments
+from qlinreg.theory.label_moments import BiasedPairError, LabelMoments, label_moments
 from qlinreg.theory.quantized_data import rotation_invariant
-from qlinreg.theory.row_moments import RowMoments, row_moments
+from qlinreg.theory.row_moments import RowMoments, exact_data_quantizer, row_moments
+from qlinreg.theory.sampled_moments import (
+    DEFAULT_SAMPLES,
+    GROUPS,
+    SAMPLED_MAX_DIM,
+    sample_moments,
+)
 
 __all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_moment_radius"]
 
@@ -226,11 +239,83 @@ class _Recursion:
 _ITERATE_ROLES = ("params", "activations", "grads")
 
 
-def _moment_inputs(
-    problem: Problem, scheme: Scheme
-) -> tuple[_DataMoments, dict[str, ErrorMoments]]:
-    """The data quantizer's row moments and every other role's error moments, or a
-    ``ValueError`` naming a role the exact recursion cannot take."""
+def _data_moments_sampled(problem: Problem, mom: dict, pairs: bool) -> _DataMoments:
+    """:class:`_DataMoments` from estimated moments (:mod:`~qlinreg.theory.sampled_moments`):
+    full ``d × d`` couplings, ``A`` and ``E[x̃_i² e x̃_k] = M_ik − u_k A_ik`` (``Gm = I``), and,
+    for rows coupled by a scale, the two-row moments ``Qex = Pxy − u Pxx``,
+    ``Qee = Pyy − 2u Pxy + u² Pxx``."""
+    lam, ws = problem.spectrum, problem.w_star
+    h, c, A, M = mom["h"], mom["c"], mom["A"], mom["M"]
+    u = mom["ell"] / h
+    D = np.diag(A).copy()
+    A_off = A - np.diag(D)
+    Bm = M - A * u[None, :]
+    eta = np.diag(Bm).copy()
+    t = c / h
+    if pairs:
+        Qxx, Pxy = mom["Pxx"], mom["Pxy"]
+        Qex, Qee, Qyy = Pxy - u * Qxx, mom["Pyy"] - 2 * u * Pxy + u * u * Qxx, mom["Pcl"]
+    else:
+        Qxx, Qex, Qee, Qyy = h * h, np.zeros_like(h), np.zeros_like(h), (c * ws) ** 2
+    return _DataMoments(
+        h=h,
+        u=u,
+        UA=A_off,
+        VA=np.eye(problem.d),
+        D=D,
+        Gm=np.eye(problem.d),
+        Ub=Bm - np.diag(eta),
+        UAm=A_off * u[None, :],
+        eta=eta,
+        Ge=mom["gy"] - 2 * M @ u + A @ (u * u),
+        Gy=mom["gyc"],
+        Qxx=Qxx,
+        Qex=Qex,
+        Qee=Qee,
+        Qyy=Qyy,
+        ae=0.5 * float(np.sum(ws * ws * (lam - t * c))),
+        shift_q=u - t * ws,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The moments the recursion reads: exact, or estimated with jackknife replicas (the
+    estimates without one group of rows each)."""
+
+    dm: _DataMoments | None
+    r: dict[str, ErrorMoments]
+    replicas: tuple[_DataMoments, ...] = ()
+
+    @property
+    def moments(self) -> str:
+        return "estimated" if self.replicas else "exact"
+
+
+def _exact_moments(problem: Problem, scheme: Scheme) -> _DataMoments | None:
+    """Exact moments (closed form, quadrature) of the data and label quantizers, or ``None``
+    when they have none: a shared scale, or biased data and biased labels together."""
+    data, labels = scheme.data, scheme.labels
+    if not exact_data_quantizer(data):
+        return None
+    rm = row_moments(data, problem.spectrum)
+    if not isinstance(labels, NumberFormat):
+        return _data_moments(problem, rm)
+    if scalar_grid(labels) is None:
+        return None
+    try:
+        return _data_moments_labels(problem, rm, label_moments(problem, data, labels))
+    except BiasedPairError:
+        return None
+
+
+def _moment_plan(
+    problem: Problem, scheme: Scheme, batch: int, *, samples: int, seed: int, check_only=False
+) -> _Plan:
+    """Where the recursion's moments come from (docs/theory.md §11): exact for idealized
+    quantizers and elementwise formats with a fixed grid, estimated from ``samples`` sampled
+    rows (:mod:`~qlinreg.theory.sampled_moments`) for shared scales; a ``ValueError`` naming a
+    role the recursion cannot take. ``check_only``: validate, draw nothing."""
     for role in _ITERATE_ROLES:
         q = getattr(scheme, role)
         if isinstance(q, NumberFormat):
@@ -240,33 +325,32 @@ def _moment_inputs(
                 f"the surrogate option (surrogate=True, --surrogate) replaces it by an idealized "
                 f"model, an approximation"
             )
-    labels = scheme.labels
-    if isinstance(labels, NumberFormat) and scalar_grid(labels) is None:
-        raise ValueError(
-            f"exact risk: labels={labels.label}: a scale shared by the batch's labels; no "
-            f"exact moments (yet)"
-        )
     r = {
         role: ErrorMoments() if isinstance(q, NumberFormat) else error_moments(q, role)
         for role, q in scheme.items()
         if role != "data"
     }
-    try:
-        rm = row_moments(scheme.data, problem.spectrum)
-    except TypeError:
+    dm = _exact_moments(problem, scheme)
+    if dm is not None:
+        return _Plan(dm, r)
+    if problem.d > SAMPLED_MAX_DIM:
         raise ValueError(
-            f"exact risk: data={scheme.data.label}: a shared scale couples the coordinates; "
-            f"no exact moments (yet)"
-        ) from None
-    if isinstance(labels, NumberFormat):
-        return _data_moments_labels(problem, rm, label_moments(problem, scheme.data, labels)), r
-    return _data_moments(problem, rm), r
+            f"exact risk: {scheme.describe()}: a shared scale (or biased data and labels) needs "
+            f"moments estimated as d × d matrices, for d ≤ {SAMPLED_MAX_DIM}; d = {problem.d}: "
+            f"simulate it, or use the surrogate option"
+        )
+    if check_only:
+        return _Plan(None, r)
+    sm = sample_moments(problem, scheme.data, scheme.labels, batch, samples=samples, seed=seed)
+    dm = _data_moments_sampled(problem, sm.moments(), sm.pairs)
+    replicas = tuple(_data_moments_sampled(problem, sm.moments(g), sm.pairs) for g in range(GROUPS))
+    return _Plan(dm, r, replicas)
 
 
 def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recursion, _DataMoments]:
     """The recursion of one constant step size, and the data moments it was built from."""
-    dm, r = _moment_inputs(problem, scheme)
-    return _recursion_of(problem, r, dm, sgd), dm
+    plan = _moment_plan(problem, scheme, sgd.batch, samples=DEFAULT_SAMPLES, seed=0)
+    return _recursion_of(problem, plan.r, plan.dm, sgd), plan.dm
 
 
 def _recursion_of(
@@ -528,11 +612,10 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
     return out
 
 
-def _segments(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str = "auto"):
+def _segments(problem: Problem, dm: _DataMoments, r, sgd: SGDConfig, method: str = "auto"):
     """The recursion of each constant-step segment, its radius and stability; ``ValueError``
     when the requested computation cannot be done (closed form of an unstable run, or an
     unstable run too long to step)."""
-    dm, r = _moment_inputs(problem, scheme)
     segs = [
         (T0, T1, _recursion_of(problem, r, dm, sgd.with_lr(lr))) for T0, T1, lr in sgd.segments()
     ]
@@ -548,7 +631,7 @@ def _segments(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str = "a
             f"exact risk grows geometrically and would need N·d = {sgd.steps * problem.d:.3g} "
             f"steps of stepping; lower the step size γ = {sgd.lr:g}"
         )
-    return segs, dm, radius, stable
+    return segs, radius, stable
 
 
 _MAX_DENSE_WORK = 2 * 10**12  # N·d³ beyond which the full-matrix recursion is refused
@@ -562,6 +645,16 @@ def in_eigenbasis(problem: Problem, scheme: Scheme) -> bool:
     return problem.diagonal or (
         rotation_invariant(scheme.data) and rotation_invariant(scheme.params)
     )
+
+
+def _closed_is_cheaper(segs, sgd: SGDConfig, ckpts, d: int) -> bool:
+    """Closed form (O(d·R + R³) per contour node) or stepping (O(d·R) per step): always the
+    closed form at rank one; at a higher rank (estimated moments) whichever costs less."""
+    R = max(rec.k.shape[1] for *_, rec in segs)
+    if R == 1:
+        return True
+    nodes = 24 * (2 * len(ckpts) + len(segs))
+    return nodes * (d * R + R**3) < sgd.steps * d * R
 
 
 def _check_dense(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str) -> None:
@@ -600,16 +693,19 @@ def check_exact(
     seed: int = 0,
 ) -> None:
     """Raise the ``ValueError`` :func:`exact_risk` would, without computing it (O(d), plus the
-    formats' moments or surrogates, which are cached)."""
+    formats' exact moments or surrogates, which are cached; estimated moments are not drawn)."""
     scheme = check_run(problem, scheme, sgd)
     if surrogate:
         from qlinreg.theory.surrogates import surrogate_scheme
 
         scheme = surrogate_scheme(problem, scheme, sgd.batch, seed=seed)
-    if in_eigenbasis(problem, scheme):
-        _segments(problem.eigen(), scheme, sgd)
-    else:
+    if not in_eigenbasis(problem, scheme):
         _check_dense(problem, scheme, sgd, "auto")
+        return
+    problem = problem.eigen()
+    plan = _moment_plan(problem, scheme, sgd.batch, samples=1, seed=seed, check_only=True)
+    if plan.dm is not None:
+        _segments(problem, plan.dm, plan.r, sgd)
 
 
 def _dense_exact(problem, scheme, sgd, ckpts, method) -> ExactResult:
@@ -638,6 +734,7 @@ def exact_risk(
     *,
     method: str = "auto",
     surrogate: bool = False,
+    samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
 ) -> ExactResult:
     """Exact ``E[excess risk]`` of quantized SGD (SPEC §2), both conventions, no sampling.
@@ -667,7 +764,11 @@ def exact_risk(
         surrogate: replace every number format by its idealized surrogate, one ε fitted to
             its measured error energy (:func:`~qlinreg.theory.surrogates.surrogate_scheme`,
             with ``seed``): the approximation that exact moments replace, kept for comparison.
-        seed: seed of the samples the surrogates are measured on.
+        samples: rows sampled to estimate the moments of a shared-scale format (per-vector or
+            per-block INT, per-tensor scaling, MX; or biased data with biased labels):
+            :mod:`~qlinreg.theory.sampled_moments`. The result is then ``moments =
+            "estimated"``, with the risk's standard error from the moments' sampling error.
+        seed: seed of those samples, and of the samples the surrogates are measured on.
 
     Returns:
         An :class:`ExactResult` holding the Polyak, tail-averaged and last-iterate risks. If the
@@ -680,6 +781,7 @@ def exact_risk(
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if not isinstance(surrogate, bool):
         raise ValueError(f"surrogate must be True or False, got {surrogate!r}")
+    samples = positive_int("samples", samples, low=GROUPS)
     if surrogate:
         from qlinreg.theory.surrogates import surrogate_scheme
 
@@ -690,20 +792,47 @@ def exact_risk(
     if not problem.diagonal or problem.samples is not None:
         if not in_eigenbasis(problem, scheme):
             return _dense_exact(problem, scheme, sgd, ckpts, method)
-        res = exact_risk(problem.eigen(), scheme, sgd, ckpts, method=method)
+        res = exact_risk(
+            problem.eigen(), scheme, sgd, ckpts, method=method, samples=samples, seed=seed
+        )
         return replace(res, config=run_config(problem, scheme, sgd))
+    plan = _moment_plan(problem, scheme, sgd.batch, samples=samples, seed=seed)
+    risk, risk_clean, radius, stable = _diagonal_risks(problem, plan.dm, plan.r, sgd, ckpts, method)
+    se = se_clean = None
+    if plan.replicas:
+        reps = [_diagonal_risks(problem, dm, plan.r, sgd, ckpts, method) for dm in plan.replicas]
+        se = {avg: _jackknife([rep[0][avg] for rep in reps]) for avg in AVERAGES}
+        se_clean = {avg: _jackknife([rep[1][avg] for rep in reps]) for avg in AVERAGES}
+    config = run_config(problem, scheme, sgd)
+    if plan.replicas:
+        config["moment_samples"] = samples
+    return ExactResult(
+        ckpts, risk, risk_clean, sgd.average, radius, config, stable, plan.moments, se, se_clean
+    )
+
+
+def _jackknife(values: list[np.ndarray]) -> np.ndarray:
+    """Delete-one-group jackknife standard error from the ``G`` leave-one-out estimates."""
+    v = np.stack(values)
+    G = v.shape[0]
+    return np.sqrt((G - 1) / G * np.sum((v - v.mean(0)) ** 2, axis=0))
+
+
+def _diagonal_risks(problem: Problem, dm: _DataMoments, r, sgd: SGDConfig, ckpts, method: str):
+    """Both risks of every average at the checkpoints from the moments ``dm``, ``r``, with the
+    recursion's radius and stability (warns when unstable)."""
     d = problem.d
-    segs, dm, radius, stable = _segments(problem, scheme, sgd, method)
+    segs, radius, stable = _segments(problem, dm, r, sgd, method)
     if not stable:
         warnings.warn(
             f"the second-moment recursion is unstable (spectral radius {radius:.4g} ≥ 1): the "
             f"expected risk grows geometrically with N; lower the step size γ = {sgd.lr:g}",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         method = "step"
     elif method == "auto":
-        method = "closed"
+        method = "closed" if _closed_is_cheaper(segs, sgd, ckpts, d) else "step"
 
     lam, h, m0 = problem.spectrum, dm.h, segs[0][2].m0
     starts = ckpts // 2
@@ -752,5 +881,4 @@ def exact_risk(
                 risk_clean[avg][j] = 0.5 * (second[1] + 2 * float(lam @ (mean * shift)) + fixed)
     for values in (*risk.values(), *risk_clean.values()):
         values[~np.isfinite(values)] = np.inf  # an unstable run that overflowed: not NaN
-    config = run_config(problem, scheme, sgd)
-    return ExactResult(ckpts, risk, risk_clean, sgd.average, radius, config, stable)
+    return risk, risk_clean, radius, stable

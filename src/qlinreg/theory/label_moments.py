@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from math import comb
 
 import numpy as np
@@ -48,7 +49,12 @@ from qlinreg.theory.format_moments import (
     scalar_grid,
 )
 
-__all__ = ["LabelMoments", "label_moments"]
+__all__ = ["BiasedPairError", "LabelMoments", "label_moments"]
+
+
+class BiasedPairError(ValueError):
+    """Data and labels are both biased: no exact two-coordinate coupling (see the module)."""
+
 
 _WINDOW = 13.0
 _FINE_2D = 2.0**-6  # cells finer than this (× the Gaussian's width) are averaged in 2-D terms
@@ -164,9 +170,11 @@ class _Coordinate:
         return sum(coef * self.mean(a, j, c, k) for coef, a, j, c, k in terms)
 
 
+@lru_cache(maxsize=16)
 def label_moments(problem: Problem, data_q, label_q) -> LabelMoments:
     """:class:`LabelMoments` of ``(Q_d(x), Q_l(y))`` on a diagonal ``problem``: ``data_q`` an
-    idealized quantizer or an elementwise format, ``label_q`` an elementwise format."""
+    idealized quantizer or an elementwise format, ``label_q`` an elementwise format.
+    :class:`BiasedPairError` when both are biased. Cached (a problem is keyed by identity)."""
     lg = scalar_grid(label_q)
     lam, ws = problem.spectrum, problem.w_star
     V = float(np.sum(lam * ws * ws)) + problem.noise
@@ -176,11 +184,10 @@ def label_moments(problem: Problem, data_q, label_q) -> LabelMoments:
     labels_unbiased = _unbiased(lg, sy)
     data_unbiased = all(law.unbiased(math.sqrt(v)) for v in lam)
     if not (labels_unbiased or data_unbiased):
-        raise ValueError(
+        raise BiasedPairError(
             f"exact risk: data and labels both biased ({getattr(data_q, 'label', data_q)}, "
             f"{label_q.label}: saturation or non-stochastic rounding): the coupling of two "
-            f"coordinates would need a 3-D integral per pair; simulate it, or use the surrogate "
-            f"option"
+            f"coordinates would need a 3-D integral per pair"
         )
     cache: dict = {}
 
