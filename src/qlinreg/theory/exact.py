@@ -36,7 +36,7 @@ from qlinreg.algorithm import (
     run_config,
 )
 from qlinreg.problem import Problem
-from qlinreg.quantize.formats import NumberFormat
+from qlinreg.quantize.formats import IntFormat, NumberFormat
 from qlinreg.quantize.idealized import ErrorMoments, error_moments
 from qlinreg.quantize.scheme import Scheme
 from qlinreg.theory.closed_form import Coefficients, contour_functionals, contour_moments
@@ -338,6 +338,12 @@ def _moment_plan(
             f"exact risk: {scheme.describe()}: a shared scale (or biased data and labels) needs "
             f"moments estimated as d × d matrices, for d ≤ {SAMPLED_MAX_DIM}; d = {problem.d}: "
             f"simulate it, or use the surrogate option"
+        )
+    data = scheme.data
+    if isinstance(data, IntFormat) and not (data.signed and data.symmetric):
+        raise ValueError(
+            f"exact risk: data={data.label}: the exact theory needs a grid symmetric about 0 "
+            f"(Q(−x) = −Q(x)); use a signed, symmetric INT format, or simulate this one"
         )
     if check_only:
         return _Plan(None, r)
