@@ -234,6 +234,10 @@ class _Recursion:
     h: np.ndarray  # d × R_A: the p-functionals (λ^(q) for a rank-one coupling)
     g: np.ndarray  # d × R_m: the m-functionals (λ^(q) ⊙ w*^(q) = H w* for unbiased data)
     m0: np.ndarray
+    # R_A > 1 (estimated moments): the p-map's eigenvalues as 1 − μ_j and eigenvectors
+    # (diag(α) + k hᵀ is symmetric there); empty at rank one.
+    gaps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    V: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 _ITERATE_ROLES = ("params", "activations", "grads")
@@ -374,18 +378,26 @@ def _recursion_of(
     out = _second_moment_map(dm, r, sgd.lr, sgd.batch, m, p, hp, sm)
     c = out[:, 0]
     noise = out[:, 1] - c
+    k = out[:, 3 : 3 + RA] - c[:, None]
+    one_minus_alpha = 2 * sgd.lr * dm.h - noise
+    gaps, V = np.zeros(0), np.zeros((0, 0))
+    if RA > 1:  # I − diag(α) − k hᵀ, symmetric: its eigenvalues are the gaps 1 − μ directly
+        K = k @ dm.VA.T
+        gaps, V = np.linalg.eigh(np.diag(one_minus_alpha) - 0.5 * (K + K.T))
     return _Recursion(
         a=1 - sgd.lr * dm.h,
         one_minus_a=sgd.lr * dm.h,
         alpha=(1 - 2 * sgd.lr * dm.h) + noise,
-        one_minus_alpha=2 * sgd.lr * dm.h - noise,
-        k=out[:, 3 : 3 + RA] - c[:, None],
+        one_minus_alpha=one_minus_alpha,
+        k=k,
         nu=out[:, 2] - c,
         omega=out[:, 3 + RA :] - c[:, None],
         c=c,
         h=dm.VA,
         g=dm.Gm,
         m0=sgd.initial(problem.d) - dm.u,
+        gaps=gaps,
+        V=V,
     )
 
 
@@ -395,12 +407,11 @@ def _radius(rec: _Recursion) -> float:
 
     Rank one (``k, h ≥ 0``): its eigenvalues interlace with ``α``; the smallest is ≥ min α,
     the largest is the root above max α of ``Σ_i k_i h_i / (x − α_i) = 1``. Higher rank (a
-    moment-estimated coupling): the eigenvalues of the ``d × d`` matrix.
+    moment-estimated coupling, symmetric): its eigenvalues ``1 − gaps``.
     """
     alpha, mean = rec.alpha, float(np.abs(rec.a).max())
-    if rec.k.shape[1] > 1:
-        M = np.diag(alpha) + rec.k @ rec.h.T
-        return max(float(np.abs(np.linalg.eigvals(M)).max()), mean)
+    if rec.gaps.size:
+        return max(float(np.abs(1 - rec.gaps).max()), mean)
     kh = rec.k[:, 0] * rec.h[:, 0]
     top, total = float(alpha.max()), float(kh.sum())
     gap = top - alpha  # ≥ 0, exact where α_i = max α
@@ -427,8 +438,8 @@ def _is_stable(rec: _Recursion) -> bool:
     needs its spectral radius below 1."""
     if np.any(rec.one_minus_a <= 0) or np.any(rec.one_minus_a >= 2):
         return False
-    if rec.k.shape[1] > 1:
-        return _radius(rec) < 1
+    if rec.gaps.size:
+        return bool(np.all(rec.gaps > 0) and np.all(rec.gaps < 2))
     if np.any(rec.one_minus_alpha <= 0) or np.any(rec.alpha <= -1):
         return False
     return bool(np.sum(rec.k[:, 0] * rec.h[:, 0] / rec.one_minus_alpha) < 1)
@@ -553,7 +564,7 @@ METHODS = ("auto", "closed", "step")
 def _coefficients(rec: _Recursion) -> Coefficients:
     return Coefficients(
         a=rec.a, one_minus_a=rec.one_minus_a, alpha=rec.alpha, one_minus_alpha=rec.one_minus_alpha,
-        k=rec.k, nu=rec.nu, omega=rec.omega, c=rec.c, h=rec.h, g=rec.g,
+        k=rec.k, nu=rec.nu, omega=rec.omega, c=rec.c, h=rec.h, g=rec.g, gaps=rec.gaps, V=rec.V,
     )  # fmt: skip
 
 
@@ -581,7 +592,7 @@ def _moments(segs, record: np.ndarray, weights, d: int, m0: np.ndarray, method: 
         C = _coefficients(rec)
         Cs = np.stack([rec.a, rec.alpha, rec.nu, rec.c])
         Ls = (rec.k, rec.h, rec.omega, rec.g)
-        negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0)
+        negative = bool(rec.a.min() < 0 or rec.alpha.min() < 0 or np.any(rec.gaps > 1))
         inside = [int(t) for t in record if T0 < t <= T1]
         X, t = jnp.asarray(np.stack([m, p, S, U])), T0
         stepped = inside if method == "step" else [n for n in inside if n - T0 <= _STEPPED]
@@ -654,13 +665,11 @@ def in_eigenbasis(problem: Problem, scheme: Scheme) -> bool:
 
 
 def _closed_is_cheaper(segs, sgd: SGDConfig, ckpts, d: int) -> bool:
-    """Closed form (O(d·R + R³) per contour node) or stepping (O(d·R) per step): always the
-    closed form at rank one; at a higher rank (estimated moments) whichever costs less."""
+    """Closed form (O(d) per contour node at rank one; O(d²) with an eigenbasis at a higher
+    rank, the cost of one step): the closed form at rank one, else whichever costs less."""
     R = max(rec.k.shape[1] for *_, rec in segs)
-    if R == 1:
-        return True
     nodes = 24 * (2 * len(ckpts) + len(segs))
-    return nodes * (d * R + R**3) < sgd.steps * d * R
+    return R == 1 or nodes < sgd.steps
 
 
 def _check_dense(problem: Problem, scheme: Scheme, sgd: SGDConfig, method: str) -> None:
