@@ -19,7 +19,12 @@ from qlinreg.theory import exact as ex
 from qlinreg.theory import exact_risk
 from qlinreg.theory.format_moments import scalar_grid
 from qlinreg.theory.row_moments import row_moments
-from qlinreg.theory.sampled_moments import GROUPS, sample_moments
+from qlinreg.theory.sampled_moments import (
+    GROUPS,
+    _quantize_batches,
+    conditional_powers,
+    sample_moments,
+)
 
 # ------------------------------------------------------------- quadrature against sampling
 
@@ -180,6 +185,26 @@ def test_estimated_moments_agree_with_exact_ones():
         se = ex._jackknife([e[k]["polyak"] for e in est[1:]])
         assert np.all(np.abs(est[0][k]["polyak"] - exact[k]["polyak"]) <= 4 * se)
         assert np.all(se < 0.25 * (exact[k]["polyak"] - full[k]["polyak"]))  # informative
+
+
+@pytest.mark.parametrize("name", ["int8", "fp4_e2m1::tensor", "mxint8:block8:nearest_even"])
+def test_conditional_powers_are_the_rounding_moments(name):
+    """Rao–Blackwell step of the estimated route: ``E[Q(U)^k | U]`` from the grid neighbours at
+    each group's scale against 400 roundings by the format itself, per power ``k``: the summed
+    difference over all entries within 4 SE (one z per power; scales per row, per tensor of 4
+    rows, per block of 8)."""
+    q = parse_quantizer(name)
+    with jax.enable_x64(True):
+        U = 1.5 * prng.normal(prng.key(0), (3, 4, 64), jnp.float64)
+        mu = conditional_powers(q, prng.key(1), U)
+        keys = prng.derive(prng.key(2), jnp.arange(400, dtype=jnp.uint32))
+        draws = np.asarray(jax.jit(jax.vmap(lambda k: _quantize_batches(q, k, U)))(keys))
+    for k in range(4):
+        powers = draws ** (k + 1)
+        diff = powers.mean(0) - mu[k]
+        se = np.sqrt(np.sum(powers.var(0, ddof=1) / 400)) + 1e-12 * np.abs(mu[k]).sum()
+        assert abs(diff.sum()) <= 4 * se, (k, diff.sum(), se)
+        assert np.abs(diff).max() < 0.05 * np.abs(mu[k]).max()
 
 
 # (scheme, B): per-vector INT absmax, and per-tensor FP scaling, whose scale is shared by the

@@ -29,7 +29,15 @@ from qlinreg.quantize.formats import FloatFormat, IntFormat, MXFormat, NumberFor
 from qlinreg.quantize.idealized import Idealized
 from qlinreg.theory.format_moments import scalar_grid
 
-__all__ = ["DEFAULT_SAMPLES", "GROUPS", "SAMPLED_MAX_DIM", "SampledMoments", "sample_moments"]
+__all__ = [
+    "DEFAULT_SAMPLES",
+    "GROUPS",
+    "SAMPLED_MAX_DIM",
+    "SampledMoments",
+    "conditional_powers",
+    "couples_rows",
+    "sample_moments",
+]
 
 DEFAULT_SAMPLES = 1 << 15  # rows
 GROUPS = 10  # jackknife groups
@@ -105,48 +113,114 @@ def _quantize_batches(q, key, u: jax.Array) -> jax.Array:
     return jax.vmap(q)(keys, u)
 
 
-@partial(jax.jit, static_argnames=("shape", "quantize_data", "quantize_labels"))
-def _draw(sqrt_lam, w_star, noise_sd, data_q, label_q, key, shape, quantize_data, quantize_labels):
-    """``nb`` batches (``shape = (nb, B, d)``) of clean and quantized rows and labels, float64."""
-    kx, kn, kd, kl = (prng.derive(key, i) for i in range(4))
+def _grid_scale(q, U: jax.Array):
+    """How ``q`` scales each entry of the batches ``U`` (leading axis: batch): ``("exp", o)``
+    (a power-of-two offset of ``q.grid``), ``("int", S)`` (an INT scale), or ``None`` when the
+    conditional moments are not known in closed form (then the rounding is sampled)."""
+    if isinstance(q, FloatFormat):
+        if q.scaling == "none":
+            return "exp", np.zeros(U.shape, np.int64)
+        s = np.asarray(jax.vmap(q.scale_exponent)(U))
+        return "exp", np.broadcast_to(s.reshape(s.shape + (1,) * (U.ndim - 1)), U.shape)
+    if isinstance(q, MXFormat) and q.axis == -1:
+        s = np.asarray(jax.vmap(q.scale_exponent)(U))
+        return "exp", np.repeat(s, q.block_size, axis=-1)[..., : U.shape[-1]]
+    if isinstance(q, IntFormat) and q.signed and q.symmetric:
+        return "int", np.asarray(jax.vmap(q.scale_of)(U))
+    return None
+
+
+def conditional_powers(q, key, U: jax.Array) -> np.ndarray:
+    """``E[Q(U)^k | U]``, ``k = 1 … 4`` (shape ``(4,) + U.shape``), for ``q`` applied to each
+    batch ``U[b]``: exact from the two grid neighbours at the batch's scale for the known
+    formats (module docstring), else the powers of one sampled rounding (``key``)."""
+    x = np.asarray(U, np.float64)
+    how = _grid_scale(q, U)
+    if how is None:
+        xq = np.asarray(_quantize_batches(q, key, U), np.float64)
+        return np.stack([xq**k for k in range(1, 5)])
+    kind, scale = how
+    a = np.abs(x)
+    if kind == "exp":
+        g = q.grid
+        m, top = g.man_bits, g.max_value
+        a = np.ldexp(a, -scale)  # exact: a power-of-two offset
+        e = np.frexp(a)[1] - 1  # floor(log2 a) for a > 0
+        t = np.maximum(e, g.emin) - m if g.subnormals else np.where(e >= g.emin, e - m, g.emin)
+        step = np.ldexp(1.0, t)
+        overflow = g.overflow
+    else:
+        a = a / scale
+        step, top, overflow = np.ones_like(a), float(q.qmax), "saturate"
+    lo = np.floor(a / step) * step
+    hi = lo + step
+    saturated = a >= top
+    if overflow != "saturate" and np.any(a > top):
+        raise ValueError(
+            f"{q.label}: sampled values exceed the largest finite magnitude and become "
+            f"{overflow}: the expected risk is not finite; use a saturating format or a scale"
+        )
+    lo, hi = np.where(saturated, top, lo), np.where(saturated, top, np.minimum(hi, top))
+    if q.rounding == "stochastic":
+        p = np.where(hi > lo, (a - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    elif q.rounding == "toward_zero":
+        p = np.zeros_like(a)
+    else:  # nearest: ties have probability 0
+        p = (a - lo > hi - a).astype(np.float64)
+    back = (lambda v: np.ldexp(v, scale)) if kind == "exp" else (lambda v: v * scale)
+    lo, hi, sign = back(lo), back(hi), np.sign(x)
+    return np.stack([sign**k * ((1 - p) * lo**k + p * hi**k) for k in range(1, 5)])
+
+
+@partial(jax.jit, static_argnames="shape")
+def _draw(sqrt_lam, w_star, noise_sd, key, shape):
+    """``nb`` batches (``shape = (nb, B, d)``) of rows and their labels, float64."""
+    kx, kn = prng.derive(key, 0), prng.derive(key, 1)
     X = draw_features(kx, sqrt_lam, shape, jnp.float64)
-    y = X @ w_star + noise_sd * prng.normal(kn, shape[:2], jnp.float64)
-    Xq = _quantize_batches(data_q, kd, X) if quantize_data else X
-    yq = _quantize_batches(label_q, kl, y) if quantize_labels else y
-    return X, Xq, y, yq
+    return X, X @ w_star + noise_sd * prng.normal(kn, shape[:2], jnp.float64)
 
 
 def _chunk_sums(problem: Problem, data_q, label_q, batch: int, nb: int, key, pairs: bool):
-    """Sums of (quantized − clean) statistics over ``nb`` batches of ``batch`` rows."""
+    """Sums of (quantized − clean) statistics over ``nb`` batches of ``batch`` rows, from the
+    rounding's conditional moments given the values (``mu`` for data, ``nu`` for labels)."""
     d = problem.d
-    out = _draw(
+    X, y = _draw(
         jnp.asarray(np.sqrt(problem.spectrum)), jnp.asarray(problem.w_star),
-        jnp.sqrt(problem.noise), data_q, label_q, key, (nb, batch, d),
-        not isinstance(data_q, Idealized), isinstance(label_q, NumberFormat),
+        jnp.sqrt(problem.noise), key, (nb, batch, d),
     )  # fmt: skip
-    X, Xq, y, yq = (np.asarray(a, np.float64) for a in out)
-    x2, q2 = X * X, Xq * Xq
+    x, yv = np.asarray(X, np.float64), np.asarray(y, np.float64)
+    if isinstance(data_q, Idealized):
+        mu = np.stack([x**k for k in range(1, 5)])
+    else:
+        mu = conditional_powers(data_q, prng.derive(key, 2), X)
+    if isinstance(label_q, NumberFormat):
+        nu = conditional_powers(label_q, prng.derive(key, 3), y)[:2]
+    else:
+        nu = np.stack([yv, yv * yv])
+    x2, y2 = x * x, yv * yv
+    Y1, Y2, Yc = nu[0][..., None], nu[1][..., None], yv[..., None]
     out = {
-        "h": (q2 - x2).sum((0, 1)),
-        "c": (X * Xq - x2).sum((0, 1)),
-        "ell": (Xq * yq[..., None] - X * y[..., None]).sum((0, 1)),
-        "gy": (q2 * (yq * yq)[..., None] - x2 * (y * y)[..., None]).sum((0, 1)),
-        "gyc": ((q2 - x2) * (y * y)[..., None]).sum((0, 1)),
+        "h": (mu[1] - x2).sum((0, 1)),
+        "c": (x * mu[0] - x2).sum((0, 1)),
+        "ell": (mu[0] * Y1 - x * Yc).sum((0, 1)),
+        "gy": (mu[1] * Y2 - x2 * y2[..., None]).sum((0, 1)),
+        "gyc": ((mu[1] - x2) * y2[..., None]).sum((0, 1)),
     }
-    f2, c2 = q2.reshape(-1, d), x2.reshape(-1, d)
-    fq, cx = Xq.reshape(-1, d), X.reshape(-1, d)
-    out["A"] = (f2 - c2).T @ f2 + c2.T @ (f2 - c2)
-    fy, cy = (f2 * yq.reshape(-1, 1)), (c2 * y.reshape(-1, 1))
-    out["M"] = (fy - cy).T @ fq + cy.T @ (fq - cx)
+    # Given the values, entries round independently: E[x̃_i² x̃_k²] = μ2_i μ2_k (i ≠ k), μ4 (i = k).
+    f2, c2 = mu[1].reshape(-1, d), x2.reshape(-1, d)
+    out["A"] = (f2 - c2).T @ f2 + c2.T @ (f2 - c2) + np.diag((mu[3] - mu[1] ** 2).sum((0, 1)))
+    f1, c1 = mu[0].reshape(-1, d), x.reshape(-1, d)
+    fy, cy = f2 * Y1.reshape(-1, 1), c2 * Yc.reshape(-1, 1)
+    diag = ((mu[2] - mu[1] * mu[0]) * Y1).sum((0, 1))
+    out["M"] = (fy - cy).T @ f1 + cy.T @ (f1 - c1) + np.diag(diag)
     if pairs:
 
         def cross(f, g):  # Σ_{b ≠ b'} f_b g_{b'} per coordinate
             return (f.sum(1) * g.sum(1) - (f * g).sum(1)).sum(0)
 
-        xy_q, xy_c = Xq * yq[..., None], X * y[..., None]
-        xyc_q = Xq * y[..., None]
-        out["Pxx"] = cross(q2, q2) - cross(x2, x2)
-        out["Pxy"] = cross(xy_q, q2) - cross(xy_c, x2)
+        xy_q, xy_c, xyc_q = mu[0] * Y1, x * Yc, mu[0] * Yc
+        out["Pxx"] = cross(mu[1], mu[1]) - cross(x2, x2)
+        out["Pxy"] = cross(xy_q, mu[1]) - cross(xy_c, x2)
         out["Pyy"] = cross(xy_q, xy_q) - cross(xy_c, xy_c)
         out["Pcl"] = cross(xyc_q, xyc_q) - cross(xy_c, xy_c)
     return out
