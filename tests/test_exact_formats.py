@@ -280,3 +280,18 @@ def test_cli_theory_says_when_moments_are_estimated(tmp_path):
     assert "moment-estimated" in res.output and "exact_risk_se" in res.output
     res = runner.invoke(app, [*args, "--surrogate", "--out", str(tmp_path / "b")])
     assert res.exit_code == 0 and "surrogates" in res.output
+
+
+@pytest.mark.parametrize("name", ["fp8_e4m3", "fp6_e2m3:nearest_even", "int4::scale=0.1"])
+def test_quantized_data_closed_forms_for_formats(name):
+    """``H_q``, ``w_star_q``, ``approx_err`` take elementwise formats (biased ones included: the
+    best predictor is ``(c/h) ⊙ w*``), and they are the exact risk's limit as ``N → ∞``."""
+    problem = ql.make_problem(12, decay=1.0)
+    q = parse_quantizer(name)
+    rm = row_moments(q, problem.spectrum)
+    np.testing.assert_array_equal(ql.theory.H_q(problem, q), rm.h)
+    np.testing.assert_allclose(ql.theory.w_star_q(problem, q), rm.c / rm.h * problem.w_star)
+    res = exact_risk(problem, ql.Scheme(data=q), ql.SGDConfig(0.1, 10**12), [10**12])
+    np.testing.assert_allclose(res.exact_risk[0], ql.theory.approx_err(problem, q), rtol=1e-6)
+    clean = ql.theory.approx_err_clean(problem, q)
+    np.testing.assert_allclose(res.exact_risk_clean[0], clean, rtol=1e-6, atol=1e-10)  # + O(1/N)
