@@ -33,10 +33,13 @@ from qlinreg.theory.quantized_data import (
     surrogate,
     w_star_q,
 )
+from qlinreg.theory.row_moments import RowMoments, exact_data_quantizer, row_moments
+from qlinreg.theory.surrogates import surrogate_scheme
 
 __all__ = [
     "ExactResult",
     "H_q",
+    "RowMoments",
     "H_q_matrix",
     "approx_err",
     "approx_err_clean",
@@ -45,6 +48,7 @@ __all__ = [
     "check_exact",
     "data_noise_diag",
     "estimate_H_q",
+    "exact_data_quantizer",
     "exact_risk",
     "fp_beats_int",
     "fp_int_threshold",
@@ -57,9 +61,11 @@ __all__ = [
     "quantized_input_risk",
     "quantized_spectrum",
     "rotation_invariant",
+    "row_moments",
     "second_moment_radius",
     "sigma_G2",
     "surrogate",
+    "surrogate_scheme",
     "theorem",
     "w_star_q",
 ]

@@ -1,16 +1,21 @@
 """Exact expected excess risk of quantized SGD (SPEC §2) for Gaussian features, diagonal ``H``.
 
-For the idealized quantizers on any of the five roles and any batch size ``B``, the mean
-``m_t = E[v_t]`` and the diagonal second moment ``p_t = E[v_t ⊙ v_t]`` of ``v_t = w_t − w*^(q)``
-obey a closed affine recursion (Isserlis for the Gaussian features; the multiplicative scale
-variables and additive dithers enter through their 2nd and 4th moments)::
+For the idealized quantizers on any of the five roles, number formats on the data and labels,
+and any batch size ``B``, the mean ``m_t = E[v_t]`` and the diagonal second moment
+``p_t = E[v_t ⊙ v_t]`` of ``v_t = w_t − w*^(q)`` obey a closed affine recursion (it needs only
+the data quantizer's symmetry under flipping one coordinate's sign; docs/theory.md §11)::
 
     m_{t+1} = (1 − γλ^(q)) ⊙ m_t
-    p_{t+1} = α ⊙ p_t + k·⟨λ^(q), p_t⟩ + ν ⊙ m_t + ω·⟨g, m_t⟩ + c      (g = λ^(q) ⊙ w*^(q))
+    p_{t+1} = α ⊙ p_t + k (hᵀ p_t) + ν ⊙ m_t + ω (gᵀ m_t) + c
 
-and, because ``E[v_t | v_s] = (I − γH^(q))^{t−s} v_s``, the second moment of any average of
-iterates follows from two running sums. The work is O(N·d), with no sampling. Derivation,
-term by term: ``docs/theory.md``. Computations run in float64 (JAX x64 is switched on inside
+(``k, h``: rank one — ``h = λ^(q)`` — except for moments estimated from samples, a full
+symmetric coupling; ``g``: ``λ^(q) ⊙ w*^(q)``, plus ``Hw*`` for biased labels) and, because
+``E[v_t | v_s] = (I − γH^(q))^{t−s} v_s``, the second moment of any average of iterates follows
+from two running sums. The moments of one quantized row come from
+:mod:`~qlinreg.theory.row_moments` (idealized kinds, elementwise formats),
+:mod:`~qlinreg.theory.label_moments` (formats on labels) or
+:mod:`~qlinreg.theory.sampled_moments` (shared scales). Derivation, term by term:
+``docs/theory.md``. Computations run in float64 (JAX x64 is switched on inside
 :func:`exact_risk` only, with a context manager).
 """
 
