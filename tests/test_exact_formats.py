@@ -258,6 +258,11 @@ def test_what_the_exact_risk_refuses(problem, spec, match):
         exact_risk(problem, ql.Scheme.parse([spec]), ql.SGDConfig(0.05, 100))
 
 
+def test_an_unknown_data_quantizer_is_not_assumed_symmetric():
+    with pytest.raises(TypeError, match="idealized"):
+        exact_risk(ql.make_problem(4), ql.Scheme(data=lambda key, u: u), ql.SGDConfig(0.1, 10))
+
+
 def test_surrogate_option_keeps_idealized_roles_and_labels_itself():
     problem = ql.make_problem(16)
     sgd = ql.SGDConfig(0.1, 1000)

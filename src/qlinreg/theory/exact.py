@@ -319,7 +319,13 @@ def _exact_moments(problem: Problem, scheme: Scheme) -> _DataMoments | None:
 
 
 def _moment_plan(
-    problem: Problem, scheme: Scheme, batch: int, *, samples: int, seed: int, check_only=False
+    problem: Problem,
+    scheme: Scheme,
+    batch: int,
+    *,
+    samples: int,
+    seed: int,
+    check_only: bool = False,
 ) -> _Plan:
     """Where the recursion's moments come from (docs/theory.md §11): exact for idealized
     quantizers and elementwise formats with a fixed grid, estimated from ``samples`` sampled
@@ -349,6 +355,8 @@ def _moment_plan(
             f"simulate it, or use the surrogate option"
         )
     data = scheme.data
+    if not isinstance(data, NumberFormat):  # unknown: no sign symmetry to rely on
+        error_moments(data, "data")  # its TypeError names what the theory takes
     if isinstance(data, IntFormat) and not (data.signed and data.symmetric):
         raise ValueError(
             f"exact risk: data={data.label}: the exact theory needs a grid symmetric about 0 "
