@@ -427,6 +427,8 @@ def _fp_int(at_n=None, at_n_clean=None, floors=None, paired=None, bits_ratio=Non
                 dict(
                     format=f, paper_model=model, paper_bits=bits, paper_eps=eps, d=d,
                     step=300, trials=16, penalty=at_n[f][i], penalty_clean=at_n_clean[f][i],
+                    penalty_se=0.0, penalty_clean_se=0.0, penalty_surrogate=at_n[f][i],
+                    penalty_surrogate_clean=at_n_clean[f][i],
                     measured_model=models[f] if d == 256 else model,
                     eps_energy_additive=measured, eps_energy_relative=measured,
                     eps_multiplicative=2 * measured,
@@ -519,22 +521,45 @@ def test_fp_int_conventions_are_judged_separately():
 def test_surrogate_validation_3_se_plus_10_percent():
     df, *_ = _fp_int()  # exact surrogate penalty of int8 at d = 16: 1.0; tolerance 0.13
     inside = {("int8", 16): {"quantized": (1.12, 0.01), "clean": (0.88, 0.01)}}
-    claims = _validation_claims(df, inside)
+    claims = _validation_claims(df, inside)[:2]  # the surrogate's, then the exact risk's
     assert held(claims) == [True, True]
-    assert "int8 d=16: Monte Carlo 1.12±0.01 vs surrogate 1" in claims[0].measured
+    assert "int8 d=16: Monte Carlo 1.12±0.01 vs surrogate 1 (additive)" in claims[0].measured
     assert "outside: none" in claims[0].measured and "16 trials" in claims[0].measured
     outside = {("int8", 16): {"quantized": (1.14, 0.01), "clean": (0.86, 0.01)}}
-    claims = _validation_claims(df, outside)
+    claims = _validation_claims(df, outside)[:2]
     assert held(claims) == [False, False] and "outside: int8 d=16" in claims[0].measured
     mixed = {
         ("int8", 16): {"quantized": (1.0, 0.01), "clean": (1.0, 0.01)},
         ("fp8_e4m3", 16): {"quantized": (1.5, 0.2), "clean": (2.3, 0.2)},  # tolerance 0.75
     }
-    assert held(_validation_claims(df, mixed)) == [True, False]
+    assert held(_validation_claims(df, mixed)[:2]) == [True, False]
     assert _validation_claims(df, {}) == []
-    # The recipe's claim list carries them.
+    # The recipe's claim list carries them, the surrogate's then the exact risk's.
     claims = _fp_int_claims(*_fp_int(paired=inside))
-    assert len(claims) == 11 and held(claims[8:10]) == [True, True]
+    assert len(claims) == 13 and held(claims[8:10]) == [True, True]
+
+
+def test_exact_risk_validation_3_se_of_both_errors():
+    df, *_ = _fp_int()  # exact penalty of int8 at d = 16: 1.0, no sampling error
+    inside = {("int8", 16): {"quantized": (1.029, 0.01), "clean": (0.971, 0.01)}}
+    claims = _validation_claims(df, inside)[2:]
+    assert held(claims) == [True, True]
+    assert "int8 d=16: Monte Carlo 1.03±0.01 vs exact 1;" in claims[0].measured
+    outside = {("int8", 16): {"quantized": (1.031, 0.01), "clean": (0.969, 0.01)}}
+    assert held(_validation_claims(df, outside)[2:]) == [False, False]
+    # A moment-estimated penalty adds its SE: 3·(0.01 ⊕ 0.02) ≈ 0.067.
+    est = df.assign(penalty_se=np.where(df["format"] == "int8", 0.02, 0.0))
+    claims = _validation_claims(
+        est, {("int8", 16): {"quantized": (1.06, 0.01), "clean": (1, 0.01)}}
+    )
+    assert claims[2].held and "±0.02 (moment-estimated)" in claims[2].measured
+    claims = _validation_claims(
+        est, {("int8", 16): {"quantized": (1.07, 0.01), "clean": (1, 0.01)}}
+    )
+    assert not claims[2].held
+    # No exact risk there (a shared scale beyond the estimated range): outside.
+    none = df.assign(penalty=np.where(df["format"] == "int8", np.nan, df["penalty"]))
+    assert not _validation_claims(none, inside)[2].held
 
 
 @pytest.mark.parametrize(
@@ -770,3 +795,14 @@ def test_real_data_claims_need_resolution():
     df, pen = _real_data_inputs(emp_scale=1.2)
     gauss = [c for c in real_data_claims(df, pen, (2.0, 1.7), 100) if "predicts" in c.claim]
     assert not gauss[0].held
+
+
+def test_fp_int_at_n_uses_the_dims_where_every_format_has_an_exact_risk():
+    # INT8's per-row scale has estimated moments up to some d only: beyond, NaN.
+    df, floors, paired, cfg = _fp_int(at_n={"fp8_e4m3": [1.5, 1.25, 0.75, 0.5, 1.5]})
+    # E4M3 back above INT8 at d = 256: it neither ends below INT8 nor crosses for good.
+    assert held(_fp_int_claims(df, floors, paired, cfg)[:2]) == [False, False]
+    df.loc[(df["format"] == "int8") & (df["d"] == 256), ["penalty", "penalty_clean"]] = np.nan
+    claims = _fp_int_claims(df, floors, paired, cfg)
+    assert held(claims[:2]) == [True, True]  # judged up to d = 128
+    assert "d ≤ 128" in claims[0].claim and "0.5 at d=128" in claims[0].measured

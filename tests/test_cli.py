@@ -221,8 +221,8 @@ BAD_INPUTS = [
     (_args("run", "-q", "data=additive:0.1", "-q", "data=int8", "--out", "{d}/out"), "given twice"),
     (_args("run", "-q", "data=int8:scale=-1", "--out", "{d}/out"), "scale must be a finite number"),
     (
-        _args("run", "-q", "data=int8", "--exact", "--out", "{d}/out"),
-        "needs an idealized quantizer",
+        _args("run", "-q", "grads=int8", "--exact", "--out", "{d}/out"),
+        "Monte Carlo only",
     ),
     (_args("run", "--store-weights", "bf16", "--exact", "--out", "{d}/out"), "weight storage"),
     (_args("run", "--average", "tail", "--bound", "--out", "{d}/out"), "Polyak average"),

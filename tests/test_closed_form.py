@@ -105,7 +105,7 @@ def test_large_n_approaches_the_stationary_floor():
     scheme = Scheme.all(Multiplicative(0.05))
     sgd = ql.SGDConfig(0.2, 10**12, average="last")
     rec, dm = _recursion(PROBLEM, scheme, sgd)
-    A = np.diag(rec.alpha) + np.outer(rec.k, rec.h)
+    A = np.diag(rec.alpha) + rec.k @ rec.h.T
     p_inf = np.linalg.solve(np.eye(PROBLEM.d) - A, rec.c)
     floor = 0.5 * dm.h @ p_inf + ql.theory.approx_err(PROBLEM, scheme.data)
     res = ql.exact_risk(PROBLEM, scheme, sgd, [10**12])

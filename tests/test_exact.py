@@ -149,7 +149,7 @@ def test_one_step_second_moment_matches_sampling():
             sgd = ql.SGDConfig(lr=0.3, steps=1, batch=batch, w0=w0)
             rec, _ = _recursion(problem, scheme, sgd)
             m0, p0 = rec.m0, rec.m0**2
-            p1 = rec.alpha * p0 + rec.k * (rec.h @ p0) + rec.nu * m0 + rec.omega * (rec.hw @ m0)
+            p1 = rec.alpha * p0 + rec.k @ (rec.h.T @ p0) + rec.nu * m0 + rec.omega @ (rec.g.T @ m0)
             p1 = p1 + rec.c
             mean, se = one_step_moments(problem, scheme, 0.3, batch, w0, 100_000, rng)
             assert np.all(np.abs(p1 - mean) <= 4 * se + 2e-3 * p1), scheme.labels_by_role()
@@ -315,7 +315,7 @@ def test_radius_matches_eigenvalues_and_flags_instability():
     for lr, scheme in ((0.1, latin(0, 0.2)), (0.3, latin(1, 0.3)), (1.5, Scheme())):
         sgd = ql.SGDConfig(lr=lr, steps=10, batch=2)
         rec, _ = _recursion(problem, scheme, sgd)
-        M = np.diag(rec.alpha) + np.outer(rec.k, rec.h)
+        M = np.diag(rec.alpha) + rec.k @ rec.h.T
         expected = max(np.abs(np.linalg.eigvals(M)).max(), np.abs(rec.a).max())
         np.testing.assert_allclose(second_moment_radius(problem, scheme, sgd), expected, rtol=1e-9)
     with pytest.warns(RuntimeWarning, match="unstable"):

@@ -63,7 +63,9 @@ SGD = ql.SGDConfig(lr=0.1, steps=10)
         (lambda: RunConfig(quant=[1]), "quant must be a list of"),
         (lambda: RunConfig(exact=True, storage="bf16"), "does not model weight storage"),
         (lambda: RunConfig(bound=True, average="tail"), "bound is stated for the Polyak"),
-        (lambda: RunConfig(exact=True, quant=["data=int8"]), "needs an idealized quantizer"),
+        (lambda: RunConfig(exact=True, quant=["params=int8"]), "Monte Carlo only"),
+        (lambda: RunConfig(surrogate=True), "give exact too"),
+        (lambda: RunConfig(bound=True, quant=["data=fp8_e4m3"]), "needs an idealized quantizer"),
     ],
 )
 def test_bad_input_is_rejected_before_any_compilation(build, match):

@@ -141,8 +141,11 @@ def _print_table(df, title: str) -> None:
     from rich.table import Table
 
     cols = ["step", "risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
-    cols += ["exact_risk", "exact_risk_clean", "bound", "bound_clean"]
-    cols = [c for c in cols if c in df and df[c].notna().any()]
+    cols += ["exact_risk", "exact_risk_se", "exact_risk_clean", "exact_risk_clean_se"]
+    cols += ["bound", "bound_clean"]
+    estimated = "exact_moments" in df and (df["exact_moments"] == "estimated").any()
+    hidden = () if estimated else ("exact_risk_se", "exact_risk_clean_se")
+    cols = [c for c in cols if c in df and df[c].notna().any() and c not in hidden]
     table = Table(title=title, title_justify="left")
     for c in cols:
         table.add_column(c, justify="right")
@@ -154,6 +157,21 @@ def _print_table(df, title: str) -> None:
     for _, r in rows.iterrows():
         table.add_row(*(f"{int(r[c])}" if c == "step" else f"{r[c]:.4g}" for c in cols))
     Console(stderr=False).print(table)
+
+
+_MOMENTS_NOTES = {
+    "surrogate": "exact_risk: number formats replaced by idealized surrogates (one measured ε "
+    "each): an approximation, not the format's exact risk",
+    "estimated": "exact_risk: moment-estimated (a shared scale couples the coordinates: row "
+    "moments estimated from sampled rows; ±exact_risk_se is their sampling error)",
+}
+
+
+def _moments_note(df) -> None:
+    if "exact_moments" in df:
+        note = _MOMENTS_NOTES.get(str(df["exact_moments"].iloc[0]))
+        if note:
+            typer.echo(note)
 
 
 @app.command()
@@ -205,7 +223,20 @@ def run(
     ] = None,
     exact: Annotated[
         bool | None,
-        typer.Option("--exact", help="Add the exact expected risk (idealized quantizers)."),
+        typer.Option(
+            "--exact",
+            help="Add the exact expected risk: idealized quantizers, and number formats on "
+            "data (FP unscaled, INT fixed scale: exact; docs/theory.md §14).",
+        ),
+    ] = None,
+    surrogate: Annotated[
+        bool | None,
+        typer.Option(
+            "--surrogate",
+            help="With --exact (or theory): replace number formats by idealized surrogates (one "
+            "measured ε each) instead of their exact moments; the only theory for formats on "
+            "params, activations, grads (an approximation).",
+        ),
     ] = None,
     bound: Annotated[
         bool | None,
@@ -350,6 +381,7 @@ def _run_command(options: dict, *, theory: bool) -> None:
                    "checkpoints that finished (status = interrupted)", err=True)  # fmt: skip
     if len(result.frame):
         _print_table(result.frame, spec.title)
+        _moments_note(result.frame)
     _show_warnings(_bound_warnings(result.frame))
     written = [str(p) for p in result.written]
     if corollary and result.status == "ok":

@@ -87,6 +87,7 @@ class RunConfig:
     quant: tuple[str, ...] = field(default_factory=tuple)
     storage: str = "none"
     exact: bool = False
+    surrogate: bool = False
     bound: bool = False
     schedule: tuple[str, ...] = field(default_factory=tuple)
     step_decay: float = 0.0
@@ -195,8 +196,8 @@ class RunConfig:
         return RunSpec(
             problem, self.scheme(), self.sgd(), trials=self.trials,
             seed=self.seed if seed is None else seed, checkpoints=self.checkpoints(),
-            dtype=self.dtype, literal=self.literal, exact=self.exact, bound=self.bound,
-            sketch=self.sketch_of(problem),
+            dtype=self.dtype, literal=self.literal, exact=self.exact, surrogate=self.surrogate,
+            bound=self.bound, sketch=self.sketch_of(problem),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:

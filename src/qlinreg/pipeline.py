@@ -51,7 +51,11 @@ class RunSpec:
         trials: Monte Carlo trials; 0 computes the theory only.
         seed, dtype, literal: as for :func:`qlinreg.simulate`.
         checkpoints: steps reported (default: ~10 per decade, always ``N``).
-        exact: add the exact expected risk (:func:`qlinreg.exact_risk`; idealized quantizers).
+        exact: add the exact expected risk (:func:`qlinreg.exact_risk`: idealized quantizers
+            anywhere, number formats on data and labels; docs/theory.md §14).
+        surrogate: with ``exact``, replace number formats by idealized surrogates (one measured
+            ε each) instead of computing their moments: the comparison baseline, and the only
+            theory for formats on parameters, activations and output gradients.
         bound: add the paper's bound with unit constants (:func:`qlinreg.bound`; Polyak).
         tags: constant columns added to the table (recipes label their points with them).
         sketch: the follow-up's sketched model (:class:`qlinreg.sketch.Sketch`): SGD on
@@ -71,6 +75,7 @@ class RunSpec:
     dtype: str = "float32"
     literal: bool = False
     exact: bool = False
+    surrogate: bool = False
     bound: bool = False
     tags: Mapping[str, Any] = field(default_factory=dict)
     sketch: Sketch | None = None
@@ -81,7 +86,7 @@ class RunSpec:
         sketched = None if self.sketch is None else sketched_model(self.problem, self.sketch)
         object.__setattr__(self, "sketched", sketched)
         model = self.model
-        for name in ("literal", "exact", "bound"):
+        for name in ("literal", "exact", "surrogate", "bound"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         trials = positive_int("trials", self.trials, low=0)
@@ -95,6 +100,8 @@ class RunSpec:
             if not (self.exact or self.bound):
                 raise ValueError("trials = 0 computes nothing: give trials ≥ 1, exact or bound")
         object.__setattr__(self, "checkpoints", ck)
+        if self.surrogate and not self.exact:
+            raise ValueError("surrogate replaces formats in the exact theory: give exact too")
         if self.exact or self.bound:
             _check_theory(scheme, self.sgd, self.bound)
             if self.before and not exact_before(scheme):
@@ -107,7 +114,7 @@ class RunSpec:
         if self.exact:
             from qlinreg.theory.exact import check_exact
 
-            check_exact(model, scheme, self.sgd)
+            check_exact(model, scheme, self.sgd, surrogate=self.surrogate, seed=self.seed)
 
     @property
     def model(self) -> Problem:
@@ -158,11 +165,11 @@ def _check_theory(scheme: Scheme, sgd: SGDConfig, bound: bool) -> None:
             f"exact/bound: the theory keeps w_t in full precision and does not model weight "
             f"storage in {sgd.storage.label}; drop storage or the theory overlay"
         )
-    for role, q in scheme.items():
+    for role, q in scheme.items() if bound else ():
         try:
             error_moments(q, role)
         except TypeError as exc:
-            raise ValueError(f"exact/bound: {exc}") from None
+            raise ValueError(f"bound: {exc}") from None
     if bound and sgd.schedule:
         raise ValueError(
             "bound: the paper's bound is stated for a constant step size; drop the schedule, "
@@ -208,8 +215,9 @@ def _theory(spec: RunSpec) -> pd.DataFrame | None:
     from qlinreg.theory.curves import theory_columns
 
     df = theory_columns(
-        spec.model, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact, bound=spec.bound
-    )
+        spec.model, spec.scheme, spec.sgd, spec.checkpoints, exact=spec.exact,
+        bound=spec.bound, surrogate=spec.surrogate, seed=spec.seed,
+    )  # fmt: skip
     for col in ("exact_risk", "exact_risk_clean", "bound", "bound_clean"):
         if col in df:
             df[col] += spec.offset  # the sketch's approximation error (0 without one)

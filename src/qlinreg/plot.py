@@ -31,8 +31,9 @@ def plot_risk(
     """Log–log excess risk vs step, one curve per value of column ``by``.
 
     Monte Carlo: mean with a ±1 SE band (where ``risk_se`` is finite); ``exact_risk*`` columns
-    as a solid line; ``bound*`` columns dashed (unit constants: an upper shape, not a
-    prediction), grey and dotted where ``bound_valid`` is false (outside the hypothesis).
+    as a solid line (with a ±1 SE band and the legend saying so when its moments were estimated
+    from samples, ``exact_moments``); ``bound*`` columns dashed (unit constants: an upper shape,
+    not a prediction), grey and dotted where ``bound_valid`` is false (outside the hypothesis).
     """
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {tuple(CONVENTIONS)}, got {convention!r}")
@@ -55,6 +56,11 @@ def plot_risk(
             kw = {"label": f"{label} (exact)"} if color is None else {}
             (line,) = ax.plot(g["step"], g[exact], color=color, lw=1.0, alpha=0.9, **kw)
             color = line.get_color()
+            band = g.get(f"{exact}_se")
+            if band is not None and (band > 0).any():
+                ax.fill_between(
+                    g["step"], g[exact] - band, g[exact] + band, color=color, alpha=0.15
+                )
         if bound in g and g[bound].notna().any():
             valid = bound_validity(g)
             ax.plot(g["step"], g[bound].where(valid), color=color, ls="--", lw=1.0, alpha=0.8)
@@ -69,7 +75,10 @@ def plot_risk(
     ax.grid(True, which="both", alpha=0.25)
     handles, names = ax.get_legend_handles_labels()
     inside = bound_validity(df)
-    for col, style, text in ((exact, "-", "exact risk"), (bound, "--", "bound (unit constants)")):
+    how = {"estimated": " (moment-estimated, ±1 SE)", "surrogate": " (surrogates of the formats)"}
+    kind = df["exact_moments"].iloc[0] if "exact_moments" in df and len(df) else "exact"
+    exact_text = "exact risk" + how.get(kind, "")
+    for col, style, text in ((exact, "-", exact_text), (bound, "--", "bound (unit constants)")):
         if col in df and df[col][inside if col == bound else df.index].notna().any():
             handles.append(Line2D([], [], color="0.3", ls=style))
             names.append(text)

@@ -5,21 +5,24 @@ Setting (SPEC §5): ``λ_i = i^-2``, ``w* = 1``, ``σ² = 1``, ``B = 1``, ``γ =
 average. Only the data are quantized (``Q_d``), with stochastic rounding. A feature row is
 quantized on its own, as the engine does at ``B = 1``, so ``:tensor`` scaling is per row.
 
-Given ``x``, stochastic rounding is unbiased and rounds the entries independently. For a real
-format, ``H^(q) = H + diag(δ)`` and ``w*^(q) = (H^(q))⁻¹ H w*`` therefore hold exactly, with
-``δ_i = E(Q(x)_i − x_i)²`` (:func:`error_variance`). The ``N → ∞`` limit of the real format's
-risk, ApproxErr, follows exactly from ``δ`` (:func:`floors`). MX formats are the exception:
-saturating the block max biases them.
+The risk of a real format at ``N`` is :func:`~qlinreg.theory.exact_risk`'s (docs/theory.md
+§14): exact for the unscaled FP formats (quadrature over the grid), moment-estimated (sampled
+rows, with a standard error) for the shared scales, INT8's per-row absmax and ``:tensor``
+scaling, up to ``est_max_dim``. Given ``x``, stochastic rounding is unbiased, so ``H^(q) = H +
+diag(δ)`` and ``w*^(q) = (H^(q))⁻¹ H w*`` hold with ``δ_i = E(Q(x)_i − x_i)²``
+(:func:`error_variance`), and the ``N → ∞`` limit of the real format's risk, ApproxErr, follows
+exactly from ``δ`` (:func:`floors`) at every ``d``.
 
-The idealized *surrogate* of a format (:func:`surrogate`) takes the model that
+The idealized *surrogate* of a format (:func:`surrogate`), kept for comparison, takes the model
+that
 :func:`~qlinreg.quantize.measure_epsilon` prefers on the features at that ``d``. Its ε matches
 the measured error energy ``Σ δ_i``: ``Additive(mean δ)``, or
 ``MultiplicativeElementwise(Σ δ / tr H)`` (FP rounds each element on its own). Both reproduce
 ``tr H^(q)``. ``measure_epsilon``'s ratio estimator ``mean((Q(u) − u)/u)²`` goes in the table
 but not into the surrogate: the smallest ``|u|`` (subnormals, underflow) dominate it, so it
 overstates the risk. At ``d = 256``, E4M3 with tensor scaling gives 0.0043 by the ratio estimator
-against ``Σ δ / tr H = 0.0014``. The surrogate's exact risk is checked against paired Monte
-Carlo of the real format.
+against ``Σ δ / tr H = 0.0014``. Both the surrogate's and the real format's exact risks are
+checked against paired Monte Carlo of the real format.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from qlinreg.theory import (
     quantized_spectrum,
     surrogate,
 )
+from qlinreg.theory.format_moments import scalar_grid
 
 __all__ = ["rule_dim"]
 
@@ -96,6 +100,8 @@ _FP_INT = {
         "mc_dims": (16,),
         "mc_formats": ("int8",),
         "trials": 16,
+        "est_max_dim": 16,
+        "est_samples": 1 << 12,
     },
     "quick": {
         "dims": (16, 256, 4096),
@@ -106,6 +112,8 @@ _FP_INT = {
         "mc_dims": (),
         "mc_formats": (),
         "trials": 16,
+        "est_max_dim": 256,
+        "est_samples": 1 << 12,
     },
     "full": {
         "dims": (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 10_000),
@@ -116,6 +124,8 @@ _FP_INT = {
         "mc_dims": (128,),
         "mc_formats": ("int8", "fp8_e4m3", "fp8_e4m3::tensor", "fp8_e5m2"),
         "trials": 192,
+        "est_max_dim": 512,
+        "est_samples": 1 << 15,
     },
 }
 _INT = "int8"
@@ -148,10 +158,25 @@ def _paired_penalty(res, base) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _real_exact(problem, q, sgd, steps: int, cfg: dict) -> dict:
+    """The real format's exact risk at N (:func:`exact_risk`): exact moments, or estimated ones
+    up to ``est_max_dim``; NaN (``exact_moments = "none"``) beyond."""
+    shared = scalar_grid(q) is None
+    if shared and problem.d > cfg["est_max_dim"]:
+        nan = dict.fromkeys(("risk", "clean", "se", "se_clean"), np.nan)
+        return {**nan, "moments": "none"}
+    ex = exact_risk(problem, Scheme(data=q), sgd, [steps], samples=cfg["est_samples"], seed=13)
+    return {
+        "risk": ex.exact_risk[0], "clean": ex.exact_risk_clean[0], "se": ex.risk_se["polyak"][0],
+        "se_clean": ex.risk_clean_se["polyak"][0], "moments": ex.moments,
+    }  # fmt: skip
+
+
 def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
-    """One row per (format, d) at step N: measured ε, the surrogate's exact risk, the real
-    format's ``N → ∞`` floor and, where run, Monte Carlo of the real format. Also returns the
-    real floors for every d and the paired Monte Carlo penalties."""
+    """One row per (format, d) at step N: measured ε, the real format's exact risk (exact or
+    moment-estimated), the surrogate's, the real format's ``N → ∞`` floor and, where run, Monte
+    Carlo of the real format. Also returns the real floors for every d and the paired Monte
+    Carlo penalties."""
     dims, steps, trials = cfg["dims"], cfg["steps"], cfg["trials"]
     sgd = SGDConfig(LR, steps)
 
@@ -176,6 +201,7 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
             est = _measure(q, X, d, cfg["entries"], seed=100 + f)
             sq = surrogate(est.model, delta[:d], problem)
             ex = exact_risk(problem, Scheme(data=sq), sgd, [steps])
+            real = _real_exact(problem, q, sgd, steps, cfg)
             mc = dict.fromkeys(("risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"), np.nan)
             ran = d in full_mc and fmt in cfg["mc_formats"]
             if ran:
@@ -193,12 +219,19 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
                     "step": steps,
                     **mc,
                     "trials": trials if ran else 0,
-                    "exact_risk": ex.exact_risk[0],
-                    "exact_risk_clean": ex.exact_risk_clean[0],
+                    "exact_risk": real["risk"],
+                    "exact_risk_clean": real["clean"],
+                    "exact_moments": real["moments"],
                     "risk_full": full[d].exact_risk[0],
                     "risk_full_clean": full[d].exact_risk_clean[0],
-                    "penalty": ex.exact_risk[0] - full[d].exact_risk[0],
-                    "penalty_clean": ex.exact_risk_clean[0] - full[d].exact_risk_clean[0],
+                    "penalty": real["risk"] - full[d].exact_risk[0],
+                    "penalty_clean": real["clean"] - full[d].exact_risk_clean[0],
+                    "penalty_se": real["se"],
+                    "penalty_clean_se": real["se_clean"],
+                    "surrogate_risk": ex.exact_risk[0],
+                    "surrogate_risk_clean": ex.exact_risk_clean[0],
+                    "penalty_surrogate": ex.exact_risk[0] - full[d].exact_risk[0],
+                    "penalty_surrogate_clean": ex.exact_risk_clean[0] - full[d].exact_risk_clean[0],
                     "floor": real_floors[fmt][0][d - 1],
                     "floor_clean": real_floors[fmt][1][d - 1],
                     "floor_surrogate": approx_err(problem, sq),
@@ -218,27 +251,21 @@ def _fp_int_rows(cfg: dict) -> tuple[pd.DataFrame, dict, dict]:
     return pd.DataFrame(rows), real_floors, paired
 
 
-# convention → (Monte Carlo mean, its SE, exact surrogate, full precision, exact penalty)
+# convention → (Monte Carlo mean, its SE, exact risk of the real format, full precision,
+# its penalty, the surrogate's penalty, the penalty's standard error)
 _COLS = {
-    conv: (c.mean, c.se, c.exact, f"risk_full{tail}", f"penalty{tail}")
+    conv: (
+        c.mean, c.se, c.exact, f"risk_full{tail}", f"penalty{tail}",
+        f"penalty_surrogate{tail}", f"penalty{tail}_se",
+    )
     for (conv, c), tail in zip(CONVENTIONS.items(), ("", "_clean"), strict=True)
-}
+}  # fmt: skip
 
 
 def _fmt_d(d: float | None, lo: int) -> str:
     if d is None:
         return "none up to the largest d"
     return f"at d ≤ {lo}" if d <= lo else f"at d ≈ {d:.0f}"
-
-
-def _models(df: pd.DataFrame, fmt: str) -> str:
-    """The surrogate's model over the d grid, e.g. ``multiplicative (d 16–64), additive (d
-    128–10000)``."""
-    g = df[df["format"] == fmt].sort_values("d")
-    runs = g.groupby((g["measured_model"] != g["measured_model"].shift()).cumsum())
-    return ", ".join(
-        f"{r['measured_model'].iloc[0]} (d {r['d'].min()}–{r['d'].max()})" for _, r in runs
-    )
 
 
 def _fp_int_claims(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict) -> list[Claim]:
@@ -248,11 +275,15 @@ def _fp_int_claims(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
     rule = {f: rule_dim(bits[f], bits[_INT]) for f in fps}
     all_d = np.arange(1, dims[-1] + 1)
     claims = []
-    for conv, (*_, pen) in _COLS.items():
+    for conv, (*_, pen, _sur, _se) in _COLS.items():
         at_n = {f: df[df["format"] == f].sort_values("d")[pen].to_numpy() for f in cfg["formats"]}
+        have = np.all([np.isfinite(v) for v in at_n.values()], axis=0)
+        n_dims = dims[have]
+        at_n = {f: v[have] for f, v in at_n.items()}
+        where = "" if have.all() else f", d ≤ {n_dims[-1]}: moments of the shared scales"
         at_inf = {f: real_floors[f][conv == "clean"] for f in cfg["formats"]}
         settings = (
-            (f"N = {steps} (exact risk of the surrogates)", dims, at_n),
+            (f"N = {steps} (exact risk of the real formats{where})", n_dims, at_n),
             ("N → ∞ (exact floor of the real formats)", all_d, at_inf),
         )
         for setting, grid, pens in settings:
@@ -263,10 +294,9 @@ def _fp_int_claims(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
                 return pens[f][i] / pens[_INT][i]
 
             text = "; ".join(
-                f"{f} (m={bits[f]}): FP/INT penalty {ratio(f, dims[0]):.3g} at d={dims[0]}, "
-                f"{ratio(f, dims[-1]):.3g} at d={dims[-1]}; crossover "
+                f"{f} (m={bits[f]}): FP/INT penalty {ratio(f, grid[0]):.3g} at d={grid[0]}, "
+                f"{ratio(f, grid[-1]):.3g} at d={grid[-1]}; crossover "
                 f"{_fmt_d(cross[f], grid[0])} (rule: d ≥ {rule[f]})"
-                + (f"; surrogates: {_models(df, f)}" if grid is dims else "")
                 for f in fps
             )
             claims.append(
@@ -275,8 +305,8 @@ def _fp_int_claims(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
                     f"FP8 overtakes INT8 on data as d grows (Cor 4.3); {setting}.",
                     conv,
                     text,
-                    bool(all(ratio(f, dims[-1]) < 1 for f in fps)),
-                    f"every FP8 format has a lower penalty than INT8 at d = {dims[-1]} (the rule "
+                    bool(all(ratio(f, grid[-1]) < 1 for f in fps)),
+                    f"every FP8 format has a lower penalty than INT8 at d = {grid[-1]} (the rule "
                     f"says each wins from d = {min(rule.values())}–{max(rule.values())} on)",
                 )
             )
@@ -301,15 +331,21 @@ def _fp_int_claims(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
 
 
 def _validation_claims(df: pd.DataFrame, paired: dict) -> list[Claim]:
+    """Per convention: the surrogate's exact penalty against paired Monte Carlo (3 SE + 10 %, as
+    an approximation), then the real format's exact penalty (3 SE of Monte Carlo ⊕ the moments'
+    sampling error, where estimated)."""
     if not paired:
         return []
     claims = []
-    for conv, (*_, pen) in _COLS.items():
-        exact = df.set_index(["format", "d"])[pen]
-        checks = [(f, d, *v[conv], exact[f, d]) for (f, d), v in paired.items()]
+    n, trials = int(df["step"].iloc[0]), int(df["trials"].max())
+    table = df.set_index(["format", "d"])
+    for conv, cols in _COLS.items():
+        sur = cols[5]
+        checks = [(f, d, *v[conv], table.loc[(f, d), sur]) for (f, d), v in paired.items()]
         bad = [f"{f} d={d}" for f, d, m, s, e in checks if abs(m - e) > 3 * s + 0.1 * abs(e)]
         text = "; ".join(
-            f"{f} d={d}: Monte Carlo {m:.3g}±{s:.1g} vs surrogate {e:.3g}"
+            f"{f} d={d}: Monte Carlo {m:.3g}±{s:.1g} vs surrogate {e:.3g} "
+            f"({table.loc[(f, d), 'measured_model']})"
             for f, d, m, s, e in checks
         )
         claims.append(
@@ -318,11 +354,40 @@ def _validation_claims(df: pd.DataFrame, paired: dict) -> list[Claim]:
                 "The idealized surrogate (measured model, matched error energy) predicts the "
                 "penalty of the real format at N.",
                 conv,
-                f"penalty at N={int(df['step'].iloc[0])} ({int(df['trials'].max())} trials, "
-                f"paired with full precision): {text}; outside: {', '.join(bad) or 'none'}",
+                f"penalty at N={n} ({trials} trials, paired with full precision): {text}; "
+                f"outside: {', '.join(bad) or 'none'}",
                 not bad,
                 "|Monte Carlo − exact surrogate penalty| ≤ 3 SE + 10 % for every checked "
                 "(format, d)",
+            )
+        )
+    for conv, cols in _COLS.items():
+        pen, pen_se = cols[4], cols[6]
+        checks = [
+            (f, d, *v[conv], table.loc[(f, d), pen], table.loc[(f, d), pen_se])
+            for (f, d), v in paired.items()
+        ]
+        bad = [
+            f"{f} d={d}"
+            for f, d, m, s, e, es in checks
+            if not abs(m - e) <= 3 * math.hypot(s, es)  # NaN (no exact risk): outside
+        ]
+        text = "; ".join(
+            f"{f} d={d}: Monte Carlo {m:.3g}±{s:.1g} vs exact {e:.3g}"
+            + (f"±{es:.1g} (moment-estimated)" if es > 0 else "")
+            for f, d, m, s, e, es in checks
+        )
+        claims.append(
+            Claim(
+                "fp_vs_int",
+                "The exact risk of the real format (exact moments; estimated ones for shared "
+                "scales) predicts its penalty at N.",
+                conv,
+                f"penalty at N={n} ({trials} trials, paired with full precision): {text}; "
+                f"outside: {', '.join(bad) or 'none'}",
+                not bad,
+                "|Monte Carlo − exact penalty| ≤ 3·(Monte Carlo SE ⊕ the moments' sampling SE) "
+                "for every checked (format, d)",
             )
         )
     return claims
@@ -366,12 +431,14 @@ def _fp_int_figure(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
     fine = np.unique(np.geomspace(cfg["dims"][0], max(cfg["dims"]), 200).astype(int))
     int_bits = int(df.loc[df["format"] == _INT, "paper_bits"].iloc[0])
     man_bits = sorted({int(m) for m in df.loc[df["format"] != _INT, "paper_bits"]})
-    for ax, (conv, (*_, pen)) in zip(axes, _COLS.items(), strict=True):
+    for ax, (conv, (*_, pen, sur, pen_se)) in zip(axes, _COLS.items(), strict=True):
         for fmt in cfg["formats"]:
             g = df[df["format"] == fmt].sort_values("d")
             marker = "^" if fmt.endswith("tensor") else "o"
             (line,) = ax.plot(g["d"], g[pen], marker=marker, ms=3, lw=1.2, label=fmt)
             c = line.get_color()
+            ax.fill_between(g["d"], g[pen] - g[pen_se], g[pen] + g[pen_se], color=c, alpha=0.2)
+            ax.plot(g["d"], g[sur], color=c, ls="--", lw=0.9)
             ax.plot(fine, real_floors[fmt][conv == "clean"][fine - 1], color=c, ls=":", lw=1.2)
             mc = [(d, *v[conv]) for (f, d), v in paired.items() if f == fmt and v[conv][0] > 0]
             if mc:
@@ -395,9 +462,10 @@ def _fp_int_figure(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8, frameon=False)
     fig.suptitle(
-        f"Data quantized only (B = 1, γ = {LR}, λ_i = i^-2). Solid: exact risk of the surrogate "
-        f"at N = {cfg['steps']}; dotted: real format at N → ∞ (exact floor);\nsquares: Monte "
-        "Carlo of the real format at N, paired with full precision (±1 SE)",
+        f"Data quantized only (B = 1, γ = {LR}, λ_i = i^-2). Solid: exact risk of the real format "
+        f"at N = {cfg['steps']} (band: ±1 SE of estimated moments, shared scales); dashed: its "
+        "surrogate;\ndotted: real format at N → ∞ (exact floor); squares: Monte Carlo of the real "
+        "format at N, paired with full precision (±1 SE)",
         fontsize=9,
     )
     return fig
@@ -405,17 +473,19 @@ def _fp_int_figure(df: pd.DataFrame, real_floors: dict, paired: dict, cfg: dict)
 
 @register(
     "fp_vs_int",
-    "FP8 vs INT8 on data over d (Cor 4.3): measured ε, exact risk of the surrogates, "
-    "real-format N → ∞ floors, Monte Carlo check",
+    "FP8 vs INT8 on data over d (Cor 4.3): exact risk of the real formats (estimated moments "
+    "for shared scales), their surrogates, N → ∞ floors, Monte Carlo check",
 )
 def fp_vs_int(size: str):
     """FP8 vs INT8 on the data over ``d`` (Corollary 4.3).
 
     Table: one row per (format, d) at step N with the measured ε (``measure_epsilon`` and the
-    error energy), the surrogate and its exact risk, penalties, the ``N → ∞`` floors (real
-    format and surrogate) and, at ``mc_dims``, Monte Carlo of the real format. Figure: penalty
-    against ``d`` in both conventions, with the rule's ``d``. Claims: FP overtakes INT and the
-    crossover follows the rule (at N and at N → ∞), surrogate vs Monte Carlo, bits → ε.
+    error energy), the real format's exact risk and penalty (``exact_moments``: exact, or
+    estimated with ``penalty_se``), the surrogate, its exact risk and penalty, the ``N → ∞``
+    floors (real format and surrogate) and, at ``mc_dims``, Monte Carlo of the real format.
+    Figure: penalty against ``d`` in both conventions, with the rule's ``d``. Claims: FP
+    overtakes INT and the crossover follows the rule (at N and at N → ∞), surrogate and exact
+    risk vs Monte Carlo, bits → ε.
     """
     cfg = _FP_INT[size]
     df, real_floors, paired = _fp_int_rows(cfg)

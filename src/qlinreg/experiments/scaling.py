@@ -9,7 +9,7 @@ Setting: ``λ_i = i^-2``, ``w* = 1`` (a power-law source, ``b = 0``), ``σ² = 1
 Gaussian sketch ``S_M`` (:meth:`~qlinreg.sketch.Sketch.gaussian`), all five roles quantized
 with the same ε after the sketch, ``B = 1``, ``γ = 0.05``, Polyak average; the exact risk
 (:func:`qlinreg.exact_risk` on the exact reduction, :mod:`qlinreg.sketch`) against the full
-model ``w*``, both conventions. Definitions (each a fit; docs/theory.md §11):
+model ``w*``, both conventions. Definitions (each a fit; docs/theory.md §13):
 
 - ``R_∞(M, ε)``: the ``N → ∞`` limit, in closed form: the sketch's approximation error plus
   the reduced model's ApproxErr (quantized inputs) or ``½‖w*^(q) − v*‖²_{H_s}`` (clean).

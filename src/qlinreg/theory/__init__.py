@@ -39,11 +39,14 @@ from qlinreg.theory.quantized_data import (
     surrogate,
     w_star_q,
 )
+from qlinreg.theory.row_moments import RowMoments, exact_data_quantizer, row_moments
+from qlinreg.theory.surrogates import surrogate_scheme
 
 __all__ = [
     "ExactResult",
     "H_q",
     "Hypotheses",
+    "RowMoments",
     "H_q_matrix",
     "approx_err",
     "approx_err_clean",
@@ -55,6 +58,7 @@ __all__ = [
     "corollary_4_2_exact",
     "data_noise_diag",
     "estimate_H_q",
+    "exact_data_quantizer",
     "exact_risk",
     "fourth_moment_alpha",
     "fp_beats_int",
@@ -70,10 +74,12 @@ __all__ = [
     "quantized_input_risk",
     "quantized_spectrum",
     "rotation_invariant",
+    "row_moments",
     "second_moment_radius",
     "sigma_G2",
     "step_alpha",
     "surrogate",
+    "surrogate_scheme",
     "theorem",
     "w_star_q",
 ]

@@ -2,13 +2,17 @@
 
 Per constant-step segment the recursion (docs/theory.md §4–5, §9)::
 
-    m' = a ⊙ m,   p' = α ⊙ p + k⟨h, p⟩ + ν ⊙ m + ω⟨g, m⟩ + c,   S' = S + p + 2U,   U' = a ⊙ (U + p)
+    m' = a ⊙ m,   p' = α ⊙ p + k(hᵀp) + ν ⊙ m + ω(gᵀm) + c,   S' = S + p + 2U,   U' = a ⊙ (U + p)
 
-is linear with a diagonal-plus-rank-one ``p``-block. Its generating function
+is linear with a diagonal-plus-low-rank ``p``-block (``k, h``: ``d × R``; ``ω, g``: ``d × R'``;
+``R = 1`` for the idealized quantizers and elementwise formats). Its generating function
 ``P(z) = Σ_t p_t z^t`` follows in O(d) from Sherman–Morrison::
 
-    P = r ⊙ (b + z k σ),  r = 1/(1 − zα),  b = p_0 + z(ν ⊙ M + ω⟨g, M⟩ + c/(1 − z)),
+    P = r ⊙ (b + z k σ),  r = 1/(1 − zα),  b = p_0 + z(ν ⊙ M + ω(gᵀM) + c/(1 − z)),
     M = m_0/(1 − za),     σ = ⟨h, r ⊙ b⟩ / (1 − z⟨h, r ⊙ k⟩),
+
+and, for a full ``d × d`` coupling (moments estimated from samples, symmetric), in O(d²) from
+its eigendecomposition ``diag(α) + k hᵀ = V diag(μ) Vᵀ``: ``P = V (Vᵀb / (1 − zμ))``,
 
 and ``p_n``, ``U_n`` and ``S_n`` are the coefficients of ``z^n`` in ``P``, ``az P/(1 − az)``
 and ``z P (1 + az)/((1 − z)(1 − az))`` (plus the start values' explicit terms). A
@@ -21,7 +25,8 @@ evaluated by the trapezoidal rule on Weideman's optimised Talbot contour, scaled
 approximation of ``e^{−x}`` on ``x ≥ 0``), plus a second contour around ``Im s = π`` when
 some ``μ`` may be negative. Every quantity is formed without subtracting nearly equal terms:
 ``1 − zα = (1 − α) − (z − 1)α`` with ``1 − α`` and ``z − 1 = expm1(−s)`` computed directly.
-Cost: O(d) per node, ``N_NODES/2`` nodes per contour, for any ``n``.
+Cost: O(d) per node (O(d²) for a full coupling), ``N_NODES/2`` nodes per contour, for any
+``n``.
 """
 
 from __future__ import annotations
@@ -47,12 +52,14 @@ class Coefficients(NamedTuple):
     one_minus_a: np.ndarray  # γh
     alpha: np.ndarray
     one_minus_alpha: np.ndarray
-    k: np.ndarray
+    k: np.ndarray  # d × R
     nu: np.ndarray
-    omega: np.ndarray
+    omega: np.ndarray  # d × R'
     c: np.ndarray
-    h: np.ndarray
-    g: np.ndarray  # H w*
+    h: np.ndarray  # d × R
+    g: np.ndarray  # d × R' (H w* for unbiased data)
+    gaps: np.ndarray  # R > 1: eigenvalues 1 − μ of the symmetric p-map (else empty)
+    V: np.ndarray  # R > 1: its orthonormal eigenvectors (else empty)
 
 
 def _nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,9 +76,13 @@ def _kernels(z, zm1, C: Coefficients, m0, p0):
     ra = 1 / (C.one_minus_a - zm1 * C.a)  # 1/(1 − za)
     r = 1 / (C.one_minus_alpha - zm1 * C.alpha)  # 1/(1 − zα)
     M = m0 * ra
-    b = p0 + z * (C.nu * M + C.omega * jnp.sum(C.g * M) - C.c / zm1)
-    sigma = jnp.sum(C.h * r * b) / (1 - z * jnp.sum(C.h * r * C.k))
-    P = r * (b + z * C.k * sigma)
+    b = p0 + z * (C.nu * M + C.omega @ (C.g.T @ M) - C.c / zm1)
+    if C.V.size:  # symmetric p-map V diag(μ) Vᵀ: 1 − zμ = (1 − μ) − (z − 1)μ
+        P = C.V @ ((C.V.T @ b) / (C.gaps - zm1 * (1 - C.gaps)))
+    else:
+        rhs = C.h.T @ (r * b)
+        sigma = rhs / (1 - z * (C.h[:, 0] @ (r * C.k[:, 0])))
+        P = r * (b + z * (C.k @ sigma))
     U = z * C.a * ra * P
     S = -z * P * ((1 + C.a) + zm1 * C.a) * ra / zm1
     return jnp.stack([P, U, S])

@@ -24,20 +24,22 @@ def theory_columns(
     *,
     exact: bool = True,
     bound: bool = True,
+    surrogate: bool = False,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """``step`` plus ``exact_risk, exact_risk_clean`` (the chosen average) and ``bound,
-    bound_clean`` (Theorem 4.1 family, unit constants) with the bound's parts, its hypotheses
-    (``bound_valid``, ``bound_reason``), per checkpoint.
+    """``step`` plus ``exact_risk, exact_risk_clean`` (the chosen average) with their standard
+    errors and ``exact_moments`` (:class:`~qlinreg.theory.exact.ExactResult`), and ``bound,
+    bound_clean`` (Theorem 4.1 family, unit constants) with the bound's parts and its
+    hypotheses (``bound_valid``, ``bound_reason``), per checkpoint.
 
-    Raises ``TypeError`` when a quantizer is not one of the idealized models (the exact
-    recursion and the bounds are stated for those only).
+    ``surrogate`` and ``seed`` go to :func:`~qlinreg.theory.exact.exact_risk`. The bounds are
+    stated for the idealized models only (``TypeError`` for a number format).
     """
     df = None
     if exact:
-        ex = exact_risk(problem, scheme, sgd, checkpoints)
-        df = pd.DataFrame(
-            {"step": ex.steps, "exact_risk": ex.exact_risk, "exact_risk_clean": ex.exact_risk_clean}
-        )
+        ex = exact_risk(problem, scheme, sgd, checkpoints, surrogate=surrogate, seed=seed)
+        cols = ["step", "exact_risk", "exact_risk_clean", "exact_risk_se", "exact_risk_clean_se"]
+        df = ex.to_frame()[[*cols, "exact_moments"]]
     if bound:
         parts = ["bound", "bound_var", "bound_var_bias", "bound_bias", "bound_approx"]
         extra = ["k_star", "sigma_G2", "alpha", "bound_valid", "bound_reason", "theorem"]

@@ -35,6 +35,7 @@ import pandas as pd
 
 from qlinreg import prng
 from qlinreg.problem import Problem, draw_features
+from qlinreg.quantize.formats import NumberFormat
 from qlinreg.quantize.idealized import (
     Additive,
     ErrorMoments,
@@ -42,6 +43,7 @@ from qlinreg.quantize.idealized import (
     MultiplicativeElementwise,
     error_moments,
 )
+from qlinreg.theory.row_moments import exact_data_quantizer, row_moments
 
 __all__ = [
     "H_q",
@@ -117,18 +119,31 @@ def data_noise_diag(q, spectrum: np.ndarray) -> np.ndarray:
     return np.broadcast_to(error_moments(q, "data").noise_diag(lam), lam.shape).copy()
 
 
+def _format_moments(problem: Problem, q):
+    """Exact row moments of a number format on a diagonal problem, else ``None``."""
+    if isinstance(q, NumberFormat) and problem.basis is None and exact_data_quantizer(q):
+        return row_moments(q, problem.spectrum)
+    return None
+
+
 def H_q(problem: Problem, q) -> np.ndarray:
     """Eigenvalues ``λ^(q)`` of ``H^(q) = E[Q_d(x) Q_d(x)ᵀ] = H + diag(δ)``: in the order of
     ``problem.spectrum`` when ``D`` commutes with ``H``, else those of :func:`H_q_matrix`,
-    descending."""
+    descending; ``E x̃_i²`` for an elementwise number format on a diagonal problem."""
+    rm = _format_moments(problem, q)
+    if rm is not None:
+        return rm.h.copy()
     if _in_eigenbasis(problem, q):
         return problem.spectrum + data_noise_diag(q, problem.spectrum)
     return np.linalg.eigvalsh(H_q_matrix(problem, q))[::-1].copy()
 
 
 def w_star_q(problem: Problem, q) -> np.ndarray:
-    """Best predictor on quantized inputs ``w*^(q) = (H^(q))⁻¹ H w*``, in the problem's
-    coordinates."""
+    """Best predictor on quantized inputs ``w*^(q) = (H^(q))⁻¹ E[Q_d(x) y]`` (``= (H^(q))⁻¹ H w*``
+    for unbiased data), in the problem's coordinates."""
+    rm = _format_moments(problem, q)
+    if rm is not None:
+        return rm.c / rm.h * problem.w_star
     if problem.basis is None:
         return problem.spectrum / H_q(problem, q) * problem.w_star
     if rotation_invariant(q):
@@ -148,6 +163,9 @@ def _approx_terms(spectrum, w_star, delta) -> tuple[np.ndarray, np.ndarray]:
 
 def approx_err(problem: Problem, q) -> float:
     """ApproxErr in the quantized-input convention: ``R_q(w*^(q))``."""
+    rm = _format_moments(problem, q)
+    if rm is not None:
+        return float(0.5 * np.sum(problem.w_star**2 * (rm.lam - rm.c / rm.h * rm.c)))
     if not _in_eigenbasis(problem, q):
         u, ws = w_star_q(problem, q), problem.w_star
         gap = ws @ problem.covariance @ ws - u @ H_q_matrix(problem, q) @ u
@@ -159,7 +177,7 @@ def approx_err(problem: Problem, q) -> float:
 
 def approx_err_clean(problem: Problem, q) -> float:
     """ApproxErr in the clean-input convention: ``½‖w*^(q) − w*‖²_H``."""
-    if not _in_eigenbasis(problem, q):
+    if _format_moments(problem, q) is not None or not _in_eigenbasis(problem, q):
         return float(problem.excess_risk(w_star_q(problem, q)))
     problem = problem.eigen()
     delta = data_noise_diag(q, problem.spectrum)
