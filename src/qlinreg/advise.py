@@ -336,15 +336,24 @@ def surrogate_for(role: str, m: Measurement, problem: Problem):
     return MultiplicativeElementwise(e2 / max(u2, 1e-300))
 
 
-def _flags(q, role: str, m: Measurement, shape: tuple[int, ...], empirical: bool) -> list[str]:
+def _flags(
+    q, role: str, m: Measurement, shape: tuple[int, ...], empirical: bool, own_moments: bool
+) -> list[str]:
     """Why a candidate's surrogate is known not to describe it (thresholds above). The
     surrogates draw a fresh, unbiased error at every step; a deterministic rounding (nearest,
     toward zero) of a value that recurs makes the same error again: the iterate changes slowly
     (its rounding error persists, as low-precision weight storage stalls), and a data set's
-    rows are resampled (each row's rounding error is fixed: a different data set)."""
+    rows are resampled (each row's rounding error is fixed: a different data set). A candidate
+    predicted from its own moments (``own_moments``: data and labels, docs/theory.md §14) has
+    none of the surrogate's failures; only the first and the last flag apply to it."""
     flags = []
     if hasattr(q, "exact_on") and q.exact_on(shape):
         flags.append("scale group of one element (the role is left exact)")
+    deterministic = getattr(q, "rounding", "stochastic") != "stochastic"
+    if own_moments:
+        if deterministic and empirical:
+            flags.append("deterministic rounding of resampled rows: each row's error is fixed")
+        return flags
     floating = isinstance(q, FloatFormat) or (isinstance(q, MXFormat) and q.element != "int8")
     if floating and m.underflow > UNDERFLOW_FLAG:
         flags.append(f"{m.underflow:.0%} of values flush to zero (subnormal range)")
@@ -352,12 +361,36 @@ def _flags(q, role: str, m: Measurement, shape: tuple[int, ...], empirical: bool
         flags.append(f"{m.saturated:.1%} of values saturate")
     if m.bias_share > BIAS_FLAG:
         flags.append(f"biased: {m.bias_share:.0%} of the error energy is a shrinkage")
-    deterministic = getattr(q, "rounding", "stochastic") != "stochastic"
     if deterministic and role == "params":
         flags.append("deterministic rounding of the iterate: its error persists across steps")
     if deterministic and empirical and role in ("data", "labels"):
         flags.append("deterministic rounding of resampled rows: each row's error is fixed")
     return flags
+
+
+MAX_ESTIMATED = 4
+"""Shared-scale formats per role whose penalty is predicted from estimated moments (each costs
+seconds: :data:`ADVISE_SAMPLES` rows quantized)."""
+
+
+def _prediction(q, role: str, problem: Problem) -> str:
+    """How a candidate's penalty is predicted: ``exact`` (a format on a fixed grid on the data
+    or labels of a diagonal problem: its own moments), ``estimated`` (a shared-scale format
+    there: moments from sampled rows), ``surrogate`` (parameters, activations, gradients — their
+    values depend on the iterate — and full covariances)."""
+    from qlinreg.theory.format_moments import scalar_grid
+
+    if role not in ("data", "labels") or problem.basis is not None:
+        return "surrogate"
+    try:
+        grid = scalar_grid(q)
+    except ValueError:  # an INT grid not symmetric about 0: no exact theory
+        return "surrogate"
+    return "exact" if grid is not None else "estimated"
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _parse_candidate(text: str):
@@ -418,10 +451,22 @@ class Budget:
             raise ValueError(f"horizon must be 'N' or 'inf', got {self.horizon!r}")
 
 
-class _Penalties:
-    """Exact penalties of schemes (cached by their description) against full precision."""
+N_INF = 10**12
+"""Steps standing in for ``N → ∞`` when a number format on the labels (whose bias also moves
+the fixed point) rules out the closed-form floor: the closed form's cost does not grow with
+``N``, and the Polyak variance left there is ``O(σ² d / N)``."""
+ADVISE_SAMPLES = 1 << 13
+"""Rows sampled to estimate the moments of a shared-scale format on data or labels
+(:mod:`qlinreg.theory.sampled_moments`; its default is 4× more): the advisor's cost."""
 
-    def __init__(self, problem: Problem, sgd: SGDConfig, horizon: Horizon):
+
+class _Penalties:
+    """Exact penalties of schemes (cached by their description) against full precision. A
+    scheme may hold number formats on the data and labels (exact moments, or moments estimated
+    from sampled rows for shared scales, with a standard error: docs/theory.md §14) and
+    idealized quantizers anywhere."""
+
+    def __init__(self, problem: Problem, sgd: SGDConfig, horizon: Horizon, seed: int = 0):
         from qlinreg.theory.exact import check_exact
 
         if horizon == "inf" and sgd.average == "last":
@@ -429,13 +474,14 @@ class _Penalties:
                 "horizon 'inf' needs the Polyak or tail average (the last iterate keeps a "
                 "variance floor that depends on γ, not on the quantizers alone)"
             )
-        self.problem, self.sgd, self.horizon = problem, sgd, horizon
+        self.problem, self.sgd, self.horizon, self.seed = problem, sgd, horizon, seed
         self._cache: dict[str, dict[str, float]] = {}
         check_exact(problem, Scheme(), sgd)
         self.full = self.risks(Scheme())
 
     def risks(self, scheme: Scheme) -> dict[str, float]:
-        """``{convention: risk}`` at ``N`` (or the ``N → ∞`` floor) of ``scheme``."""
+        """``{convention: risk, convention_se: its standard error, "moments": how}`` at ``N``
+        (or as ``N → ∞``) of ``scheme``."""
         key = scheme.describe()
         if key not in self._cache:
             self._cache[key] = self._compute(scheme)
@@ -446,22 +492,35 @@ class _Penalties:
 
         from qlinreg.theory import approx_err, approx_err_clean, exact_risk
 
-        if self.horizon == "inf":
+        formats = any(isinstance(q, NumberFormat) for _, q in scheme.items())
+        if self.horizon == "inf" and not formats:
             # The averaged iterate converges to w*^(q): its risk tends to ApproxErr (quantized
             # inputs) and ½‖w*^(q) − w*‖²_H (clean); only the data quantizer leaves a floor
             # (unbiased quantizers elsewhere add variance that averaging removes).
             q = scheme.data
-            return {"quantized": approx_err(self.problem, q), "clean": approx_err_clean(
-                self.problem, q)}  # fmt: skip
+            floors = {"quantized": approx_err(self.problem, q)}
+            floors["clean"] = approx_err_clean(self.problem, q)
+            return {**floors, "quantized_se": 0.0, "clean_se": 0.0, "moments": "exact"}
+        sgd = self.sgd if self.horizon == "N" else replace(self.sgd, steps=N_INF, schedule=())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # instability: reported as inf
-            res = exact_risk(self.problem, scheme, self.sgd, [self.sgd.steps])
-        q, c = float(res.exact_risk[-1]), float(res.exact_risk_clean[-1])
-        return {"quantized": q if math.isfinite(q) else math.inf, "clean": c if math.isfinite(
-            c) else math.inf}  # fmt: skip
+            res = exact_risk(self.problem, scheme, sgd, [sgd.steps], samples=ADVISE_SAMPLES,
+                             seed=self.seed)  # fmt: skip
+        out = {"moments": res.moments}
+        for conv, risk, se in (("quantized", res.exact_risk, res.risk_se),
+                               ("clean", res.exact_risk_clean, res.risk_clean_se)):  # fmt: skip
+            v = float(risk[-1])
+            out[conv] = v if math.isfinite(v) else math.inf
+            out[f"{conv}_se"] = float(se[res.average][-1]) if se is not None else 0.0
+        return out
 
     def penalty(self, scheme: Scheme, convention: str) -> float:
         return self.risks(scheme)[convention] - self.full[convention]
+
+    def penalty_se(self, scheme: Scheme, convention: str) -> float:
+        """Standard error of :meth:`penalty` (from estimated moments; 0 when exact)."""
+        se = self.risks(scheme)[f"{convention}_se"]
+        return float(se) if math.isfinite(se) else 0.0
 
 
 # ---- the advice -----------------------------------------------------------------------------
@@ -613,6 +672,8 @@ class Advisor:
                 shape, m = role_shape(role, B, d), measured[role]
                 sur = surrogate_for(role, m, problem)
                 bits = bits_per_value(q, shape)
+                how = _prediction(q, role, problem)
+                flags = _flags(q, role, m, shape, problem.samples is not None, how != "surrogate")
                 row = {
                     "role": role,
                     "format": q.label.split(":")[0],
@@ -628,31 +689,56 @@ class Advisor:
                     "bias_share": m.bias_share,
                     "saturated": m.saturated,
                     "underflow": m.underflow,
-                    "flags": "; ".join(_flags(q, role, m, shape, problem.samples is not None)),
+                    "prediction": how,
+                    "flags": "; ".join(flags),
                 }
                 self.rows.append(row)
-                self.options[role].append((row, sur))
+                self.options[role].append((row, q if how == "exact" else sur, q, sur))
         order = {r: i for i, r in enumerate(ROLES)}
         self.rows.sort(key=lambda r: order[r["role"]])
 
     def pen(self, horizon: str) -> _Penalties:
         """The exact penalties at ``horizon`` (cached)."""
         if horizon not in self._penalties:
-            self._penalties[horizon] = _Penalties(self.problem, self.sgd, horizon)
+            self._penalties[horizon] = _Penalties(self.problem, self.sgd, horizon, self.seed)
         return self._penalties[horizon]
 
     def candidates(self, budget: Budget, allow_flagged: bool = False) -> pd.DataFrame:
         """One row per role × candidate with its predicted penalty alone in ``budget``'s
-        convention and horizon, whether that is within budget, and whether it may be
-        recommended (``eligible``: unflagged, or ``allow_flagged``)."""
+        convention and horizon (``predicted_se`` its standard error), whether that is within
+        budget, and whether it may be recommended (``eligible``: unflagged, or
+        ``allow_flagged``; a shared-scale format whose moments were not estimated never is).
+
+        ``prediction`` says how: ``exact`` (the format's own moments: data and labels of a
+        diagonal problem on a fixed grid), ``estimated`` (a shared-scale format on data or labels:
+        moments from sampled rows, at most :data:`MAX_ESTIMATED` per role — those whose
+        surrogate penalty is within ``SLACK ×`` the budget, cheapest first), ``surrogate``."""
         pen, conv = self.pen(budget.horizon), budget.convention
         limit = self.budget_abs(budget)
         rows = []
         for role in ROLES:
-            for row, sur in self.options[role]:
-                p = pen.penalty(Scheme(**{role: sur}), conv)
-                rows.append({**row, "predicted_penalty": p, "within_budget": bool(p <= limit),
-                             "eligible": bool(allow_flagged or not row["flags"])})  # fmt: skip
+            estimated = 0
+            for row, pred_q, q, sur in sorted(self.options[role],
+                                              key=lambda o: o[0]["bits_per_step"]):  # fmt: skip
+                out = {**row, "eligible": bool(allow_flagged or not row["flags"])}
+                scheme = Scheme(**{role: pred_q})
+                if row["prediction"] == "estimated":
+                    p_sur = pen.penalty(Scheme(**{role: sur}), conv)
+                    if out["eligible"] and p_sur <= SLACK * limit and estimated < MAX_ESTIMATED:
+                        self.say(f"{row['quant']}: moments estimated from sampled rows")
+                        scheme, estimated = Scheme(**{role: q}), estimated + 1
+                    else:
+                        out.update(prediction="surrogate", eligible=False,
+                                   flags=_join(row["flags"], "shared scale: moments not "
+                                               "estimated (surrogate shown)"))  # fmt: skip
+                        scheme = Scheme(**{role: sur})
+                p = pen.penalty(scheme, conv)
+                out.update(predicted_penalty=p, predicted_se=pen.penalty_se(scheme, conv),
+                           within_budget=bool(p <= limit))  # fmt: skip
+                out["_scheme_q"] = getattr(scheme, role)
+                rows.append(out)
+        order = {r: i for i, r in enumerate(ROLES)}
+        rows.sort(key=lambda r: (order[r["role"]], r["quant"]))
         return pd.DataFrame(rows)
 
     def budget_abs(self, budget: Budget) -> float:
@@ -685,9 +771,10 @@ class Advisor:
         pen = self.pen(budget.horizon)
         budget_abs = self.budget_abs(budget)
         candidates = self.candidates(budget, allow_flagged)
-        by_quant = {r["quant"]: r for r in candidates.to_dict("records")}
-        options = {role: [(by_quant[row["quant"]], sur) for row, sur in self.options[role]]
-                   for role in ROLES}  # fmt: skip
+        options = {role: [] for role in ROLES}
+        for r in candidates.to_dict("records"):
+            options[r["role"]].append((r, r.pop("_scheme_q")))
+        candidates = candidates.drop(columns="_scheme_q")
 
         # Per role: the cheapest candidate within budget alone (eligible), else FP32.
         per_role, fronts = {}, {}
