@@ -1223,9 +1223,12 @@ def summary_markdown(advice: Advice, command: str | None = None) -> str:
             continue
         row = cands[cands["quant"] == chosen[role]].iloc[0]
         kind = "additive" if row["error_model"] == "additive" else "multiplicative"
+        how = ("its own moments" if row["prediction"] == "exact" else "estimated moments"
+               if row["prediction"] == "estimated" else "a surrogate")  # fmt: skip
         lines.append(
             f"| {role} | {chosen[role].split('=', 1)[1]} | {row['error_model']} error "
-            f"(ε = {row['surrogate_eps']:.3g}): {_verdict_reason(role, None, kind)} |"
+            f"(ε = {row['surrogate_eps']:.3g}; predicted from {how}): "
+            f"{_verdict_reason(role, None, kind)} |"
         )
     ver = advice.verification
     if len(ver):

@@ -572,8 +572,9 @@ def _print_advice(a) -> None:
     title = (f"advice: penalty ≤ {a.budget_abs:.3g} ({b.convention} inputs, horizon {b.horizon}); "
              f"full-precision risk {a.full_risk:.4g}")  # fmt: skip
     t = Table(title=title, title_justify="left")
-    for c in ("role", "format", "bits/value", "ε (model)", "penalty alone"):
-        t.add_column(c, justify="left" if c in ("role", "format") else "right")
+    for c in ("role", "format", "bits/value", "predicted by", "penalty alone"):
+        t.add_column(c, justify="left" if c in ("role", "format") else "right",
+                     no_wrap=c == "format")  # fmt: skip
     cands = a.candidates
     chosen = {q.split("=")[0]: q for q in a.recommended["quant"]}
     for role in ROLES:
@@ -581,9 +582,13 @@ def _print_advice(a) -> None:
             t.add_row(role, "fp32", "32", "—", "0")
             continue
         r = cands[cands["quant"] == chosen[role]].iloc[0]
-        t.add_row(role, chosen[role].split("=", 1)[1], f"{r['bits_per_value']:.3g}",
-                  f"{r['surrogate_eps']:.2g} ({r['error_model'][:4]}.)",
-                  f"{r['predicted_penalty']:.3g}")  # fmt: skip
+        how = r["prediction"]
+        if how == "surrogate":
+            how = f"{r['error_model'][:4]}. ε {r['surrogate_eps']:.2g}"
+        pen = f"{r['predicted_penalty']:.3g}"
+        if r["predicted_se"] > 0:
+            pen += f" ± {r['predicted_se']:.1g}"
+        t.add_row(role, chosen[role].split("=", 1)[1], f"{r['bits_per_value']:.3g}", how, pen)
     console.print(t)
     rec = a.recommended
     typer.echo(f"joint: predicted penalty {rec['penalty']:.4g}, {rec['bits_per_step']:.4g} "
