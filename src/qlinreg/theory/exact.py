@@ -21,6 +21,7 @@ from two running sums. The moments of one quantized row come from
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -364,10 +365,20 @@ def _moment_plan(
         )
     if check_only:
         return _Plan(None, r)
-    sm = sample_moments(problem, scheme.data, scheme.labels, batch, samples=samples, seed=seed)
+    dm, replicas = _sampled_plan(problem, scheme.data, scheme.labels, batch, samples, seed)
+    return _Plan(dm, r, replicas)
+
+
+@functools.lru_cache(maxsize=32)
+def _sampled_plan(problem: Problem, data, labels, batch: int, samples: int, seed: int):
+    """The data moments of the estimated route and their jackknife replicas, cached per
+    (problem, data and label quantizers, B, samples, seed): the other roles' quantizers do not
+    enter them, so a search over those reuses one estimate (the cache holds its arguments, so an
+    identity-hashed problem stays the same object)."""
+    sm = sample_moments(problem, data, labels, batch, samples=samples, seed=seed)
     dm = _data_moments_sampled(problem, sm.moments(), sm.pairs)
     replicas = tuple(_data_moments_sampled(problem, sm.moments(g), sm.pairs) for g in range(GROUPS))
-    return _Plan(dm, r, replicas)
+    return dm, replicas
 
 
 def _recursion(problem: Problem, scheme: Scheme, sgd: SGDConfig) -> tuple[_Recursion, _DataMoments]:
