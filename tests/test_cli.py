@@ -148,6 +148,12 @@ def test_formats_command(tmp_path):
     assert row["paper_model"] == "additive" and row["measured_model"] == "additive"
     assert df.set_index("format").loc["fp8_e4m3", "paper_model"] == "multiplicative"
     assert "int8" in res.output and "measured" in res.output
+    lines = res.output.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in res.output  # readable in 80 columns
+    for name in ("nvfp4", "fp8_e4m3fnuz", "fp8_e5m2fnuz", "mxfp4:rceil"):
+        assert any(line.startswith(name + " ") for line in lines), name
+    blocks = df.set_index("format")["blocks_saturated"]
+    assert blocks["mxfp4:rceil"] == 0 and blocks["mxfp4"] > 0  # rceil never saturates a max
 
 
 def test_sweep_command(tmp_path):

@@ -382,3 +382,17 @@ def test_invalid_new_fields_raise():
         IntFormat(8, history=3)
     with pytest.raises(ValueError, match="NVFP4Format: scaling must be one of tensor, delayed"):
         NVFP4Format(scaling="block")
+
+
+# ---- the format_choices recipe's verdicts ------------------------------------------------------
+
+
+def test_paired_verdict_either_side_of_the_threshold():
+    from qlinreg.experiments.format_choices import paired_verdict
+
+    se = [1.0, 2.0]
+    assert paired_verdict([3.1, 6.1], se, +1) and not paired_verdict([3.1, 5.9], se, +1)
+    assert paired_verdict([-3.1, -6.1], se, -1) and not paired_verdict([-2.9, -6.1], se, -1)
+    assert not paired_verdict([3.1, 6.1], se, -1)
+    assert paired_verdict([2.9, -5.9], se, 0) and not paired_verdict([3.1, 0.0], se, 0)
+    assert not paired_verdict([], [], +1)
