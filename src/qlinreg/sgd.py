@@ -252,11 +252,24 @@ def _predraw(st: _Static, q, key, shape, dt):
     return q.draw(key, shape, dt)
 
 
-def _quantize(q, key, u, noise, amax=None):
-    """``q(key, u)``, or with pre-drawn ``noise`` and a delayed-scaling reference ``amax``."""
-    if amax is not None:
-        return q.apply(u, q.draw(key, u.shape, u.dtype) if noise is None else noise, amax)
-    return q(key, u) if noise is None else q.apply(u, noise)
+def _quantize(q, key, u, noise, amax=None, live=None):
+    """``q(key, u)``, or with pre-drawn ``noise`` and a delayed-scaling reference ``amax``.
+
+    A number format is computed inside ``lax.cond(live, …)`` (``live``: an always-true traced
+    flag): XLA on CPU drops ``optimization_barrier`` and fuses the elementwise rounding into
+    every consumer of its result (the update, the saturation counts), computing it up to three
+    times; a conditional's result is a buffer, computed once (3–4× faster per step, measured
+    on int8, fp8_e4m3 and nvfp4 parameters).
+    """
+
+    def quantized():
+        if amax is not None:
+            return q.apply(u, q.draw(key, u.shape, u.dtype) if noise is None else noise, amax)
+        return q(key, u) if noise is None else q.apply(u, noise)
+
+    if live is None or not isinstance(q, NumberFormat):
+        return quantized()
+    return jax.lax.cond(live, quantized, lambda: jnp.zeros(u.shape, u.dtype))
 
 
 def _history_max(hist: jax.Array) -> jax.Array:
@@ -301,7 +314,7 @@ def _draw_inputs(st: _Static, keys, c):
     return X, _rowsum(X * c["w_star"]) + noise
 
 
-def _draw_batch(st: _Static, keys, X, y, refs, scheme: Scheme, storage):
+def _draw_batch(st: _Static, keys, X, y, refs, scheme: Scheme, storage, live):
     """Everything random of one step for one trial that does not depend on ``w``.
 
     Returns ``(Q_d(X_t), Q_l(y_t), noise, stats)``: ``noise`` holds the pre-drawn noise of
@@ -313,8 +326,8 @@ def _draw_batch(st: _Static, keys, X, y, refs, scheme: Scheme, storage):
     """
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     Xq = X if st.fast_data else _quantize(scheme.data, keys[_ROLE_ID["data"]], X, None,
-                                          refs.get("data"))  # fmt: skip
-    yq = _quantize(scheme.labels, keys[_ROLE_ID["labels"]], y, None, refs.get("labels"))
+                                          refs.get("data"), live)  # fmt: skip
+    yq = _quantize(scheme.labels, keys[_ROLE_ID["labels"]], y, None, refs.get("labels"), live)
     stats = {}
     if "data" in st.stats_roles:
         stats["data"] = jnp.stack(scheme.data.stats(X, Xq, refs.get("data")))
@@ -347,7 +360,7 @@ def _update(st: _Static, keys, w, Xq, yq, noise, hist, scheme: Scheme, storage, 
         if role in hist:  # delayed scaling: the reference of the last k steps, then this one's
             ref = _history_max(hist[role])
             hist[role] = jnp.concatenate([hist[role][1:], q.amax(u)[None]])
-        uq = _quantize(q, keys[_ROLE_ID[role]], u, noise[role], ref)
+        uq = _quantize(q, keys[_ROLE_ID[role]], u, noise[role], ref, c["live"])
         if role in st.stats_roles:
             stats[role] = jnp.stack(q.stats(u, uq, ref))
         return uq
@@ -362,7 +375,7 @@ def _update(st: _Static, keys, w, Xq, yq, noise, hist, scheme: Scheme, storage, 
     g = quantize("grads", r)
     w_new = w + (lr / B) * _rowsum((g[:, None] * Xq).T)
     if st.storage:
-        w_new = _quantize(storage, keys[_STORAGE], w_new, noise["storage"])
+        w_new = _quantize(storage, keys[_STORAGE], w_new, noise["storage"], None, c["live"])
     return w_new, stats, hist
 
 
@@ -382,7 +395,7 @@ def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
     else:
         X = _gaussian(st, prng.derive(key, 0), c["sqrt_lam"], c, (groups, st.batch, st.d), dt)
     keys = prng.derive(prng.derive(key, 1), jnp.arange(groups, dtype=jnp.uint32))
-    Xq = jax.vmap(scheme.data)(keys, X)
+    Xq = jax.vmap(lambda k, x: _quantize(scheme.data, k, x, None, None, c["live"]))(keys, X)
     e = _rowsum(X * c["w_star"]) - _rowsum(Xq * it)
     return 0.5 * _rowsum(_rowsum(e * e)) / (groups * st.batch)
 
@@ -419,7 +432,7 @@ def _chunk_fn(st: _Static, block: int):
         return jax.vmap(jax.vmap(fn, axes), axes)
 
     draw_inputs = over_steps_and_trials(functools.partial(_draw_inputs, st), 0, None)
-    draw = over_steps_and_trials(functools.partial(_draw_batch, st), 0, 0, 0, 0, None, None)
+    draw = over_steps_and_trials(functools.partial(_draw_batch, st), 0, 0, 0, 0, None, None, None)
     update = jax.vmap(
         functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, 0, None, None, None, None)
     )
@@ -477,7 +490,7 @@ def _chunk_fn(st: _Static, block: int):
                 q, u = getattr(scheme, role), X if role == "data" else y
                 amax = jax.vmap(jax.vmap(q.amax))(u)
                 refs[role], hist[role] = _windowed_refs(hist[role], amax)
-            Xq, yq, noise, data_stats = draw(keys, X, y, refs, scheme, storage)
+            Xq, yq, noise, data_stats = draw(keys, X, y, refs, scheme, storage, c["live"])
             state = state._replace(hist=hist)
             return jax.lax.scan(step, state, (*xb, keys, Xq, yq, noise, data_stats))[0], None
 
@@ -567,6 +580,7 @@ class _Engine:
             c["y_sd_q"] = np.sqrt(problem.noise + 2 * approx_err(problem, self.scheme.data))
         self.consts = {k: jnp.asarray(v, self.dtype) for k, v in c.items()}
         self.consts["snap_of"] = jnp.asarray(snap_of, jnp.int32)
+        self.consts["live"] = jnp.asarray(True)  # traced: see _quantize
         as_dtype = functools.partial(jax.tree_util.tree_map, lambda v: jnp.asarray(v, self.dtype))
         self.scheme = as_dtype(self.scheme)
         self.storage = as_dtype(sgd.storage)

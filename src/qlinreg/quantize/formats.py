@@ -222,27 +222,23 @@ def _reference(x: jax.Array, amax) -> jax.Array:
     return jnp.where(amax > 0, amax, _finite_amax(x))
 
 
-def _group_amax(fmt, x: jax.Array, amax) -> jax.Array:
-    """The ``max|u|`` that sets each entry's scale, broadcast to ``x.shape``: over the tensor,
-    over its block (``block_size=None``: the vector), or the delayed reference."""
-    if fmt.scaling == "delayed":
-        return jnp.broadcast_to(_reference(x, amax), x.shape)
-    if fmt.scaling == "tensor":
-        return jnp.broadcast_to(_finite_amax(x), x.shape)
+def _groups(fmt, x: jax.Array, amax=None):
+    """The ``max|u|`` of each scaling group of ``x`` (over the tensor, or its blocks;
+    ``block_size=None``: the vector; for delayed scaling the reference), whether the group is
+    all finite (``max|u|`` propagates NaN and ±inf: one reduction for both), and a function
+    broadcasting per-group values back to ``x.shape``."""
+    if fmt.scaling in ("tensor", "delayed"):
+        raw = _reference(x, amax) if fmt.scaling == "delayed" else jnp.max(jnp.abs(x))
+        finite = jnp.isfinite(raw) | (fmt.scaling == "delayed")
+        return jnp.where(finite, raw, 0), finite, lambda g: jnp.broadcast_to(g, x.shape)
     b = _Blocks(x, fmt.axis, fmt.block_size)
-    return b.restore(jnp.broadcast_to(_finite_amax(b.blocks, -1, True), b.blocks.shape))
-
-
-def _group_finite(fmt, x: jax.Array) -> jax.Array:
-    """Whether each entry's scaling group is all finite (else the group becomes NaN); True
-    everywhere for delayed scaling (its scale does not come from the tensor)."""
-    if fmt.scaling == "delayed":
-        return jnp.ones(x.shape, bool)
-    if fmt.scaling == "tensor":
-        return jnp.broadcast_to(jnp.all(jnp.isfinite(x)), x.shape)
-    b = _Blocks(x, fmt.axis, fmt.block_size)
-    ok = jnp.all(jnp.isfinite(b.blocks), axis=-1, keepdims=True)
-    return b.restore(jnp.broadcast_to(ok, b.blocks.shape))
+    raw = jnp.max(jnp.abs(b.blocks), axis=-1, keepdims=True)
+    finite = jnp.isfinite(raw)
+    return (
+        jnp.where(finite, raw, 0),
+        finite,
+        lambda g: b.restore(jnp.broadcast_to(g, b.blocks.shape)),
+    )
 
 
 def _rceil_exponent(amax: jax.Array, grid: Grid) -> jax.Array:
@@ -444,25 +440,29 @@ class FloatFormat(NumberFormat):
     def scale_exponent(self, u: jax.Array, amax=None) -> jax.Array:
         """``s`` of the scale ``2^s`` (int32; 0 without scaling or for a zero group): a scalar
         for ``tensor``/``delayed`` scaling, else one per entry of ``u``."""
-        x = _as_float(u)
+        return self._exponent(_as_float(u), amax)[0]
+
+    def _exponent(self, x: jax.Array, amax) -> tuple[jax.Array, jax.Array | None]:
+        """The scale exponent (see :meth:`scale_exponent`) and where the group is finite."""
         if self.scaling == "none":
-            return jnp.zeros((), jnp.int32)
-        if self.scaling == "tensor":
-            return _rceil_exponent(_finite_amax(x), self.grid)
-        if self.scaling == "delayed":
-            return _rceil_exponent(_reference(x, amax), self.grid)
-        return _rceil_exponent(_group_amax(self, x, None), self.grid)
+            return jnp.zeros((), jnp.int32), None
+        a, finite, bcast = _groups(self, x, amax)
+        s = _rceil_exponent(a, self.grid)
+        if self.scaling == "block":
+            return bcast(s), bcast(finite)
+        return s, finite
 
     def apply(self, u: jax.Array, words: jax.Array | None, amax=None) -> jax.Array:
         x = _as_float(u)
-        out = self._round(x, self.grid, words, self.scale_exponent(x, amax))
+        s, finite = self._exponent(x, amax)
+        out = self._round(x, self.grid, words, s)
         if self.scaling in ("tensor", "block"):
-            out = jnp.where(_group_finite(self, x), out, jnp.nan)
+            out = jnp.where(finite, out, jnp.nan)
         return out
 
     def saturated(self, u: jax.Array, amax=None) -> jax.Array:
         x = _as_float(u)
-        return out_of_range(x, self.grid, self.scale_exponent(x, amax))
+        return out_of_range(x, self.grid, self._exponent(x, amax)[0])
 
 
 @partial(
@@ -552,16 +552,16 @@ class IntFormat(NumberFormat):
         return ":".join([f"int{self.bits}", *self._rounding_label(), *opts])
 
     def _absmax_scale(self, x: jax.Array, amax) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """The group's ``amax``, the scale ``max(amax/qmax, tiny)`` and whether it was floored
-        at ``tiny``."""
-        amax = _group_amax(self, x, amax)
-        if self.scaling in ("tensor", "block"):
-            amax = jnp.where(_group_finite(self, x), amax, jnp.inf)
+        """Per entry: the group's ``amax`` (+inf for a group with a non-finite entry: its
+        result is NaN), the scale ``max(amax/qmax, tiny)`` (1 for an all-zero group) and
+        whether it was floored at ``tiny``."""
+        a, finite, bcast = _groups(self, x, amax)
+        a = jnp.where(finite, a, jnp.inf)
+        scale = _div(a, self.qmax)  # one division per group
         tiny = jnp.asarray(jnp.finfo(x.dtype).tiny, x.dtype)
-        scale = _div(amax, self.qmax, x)
         floored = scale < tiny  # XLA flushes subnormal scales to zero
-        scale = jnp.where(floored, tiny, scale)
-        return amax, jnp.where(amax > 0, scale, jnp.ones((), x.dtype)), floored
+        scale = jnp.where(a > 0, jnp.where(floored, tiny, scale), jnp.ones((), x.dtype))
+        return bcast(a), bcast(scale), bcast(floored)
 
     def scale_of(self, u: jax.Array, amax=None) -> jax.Array:
         """The scale of each entry of ``u`` (shape of ``u``): fixed, or ``max|u|/qmax`` over its
@@ -581,7 +581,7 @@ class IntFormat(NumberFormat):
         # reference, saturate), and let the top code stand for amax itself (exact; qmax·scale
         # could round past the float type's max).
         amax, scale, floored = self._absmax_scale(x, amax)
-        k = jnp.clip(_div(x, scale), -self.qmax, self.qmax)
+        k = jnp.clip(_div(x, scale, x), -self.qmax, self.qmax)
         k = self._round(k, self.grid, words)
         top = (jnp.abs(k) == self.qmax) & ~floored
         return jnp.where(top, jnp.sign(k) * amax, k * scale)
@@ -700,10 +700,14 @@ class MXFormat(NumberFormat):
         opts += [] if self.scale_rule == "floor" else [self.scale_rule]
         return ":".join([self.name, *self._rounding_label(), *opts])
 
-    def _blocks(self, x: jax.Array) -> tuple[_Blocks, jax.Array]:
+    def _blocks(self, x: jax.Array) -> tuple[_Blocks, jax.Array, jax.Array]:
+        """The blocks, each block's exponent ``s`` and whether it is all finite (NaN and ±inf
+        propagate through ``max|u|``: one reduction for both)."""
         b = _Blocks(x, self.axis, self.block_size)
-        amax = jnp.max(jnp.abs(b.blocks), axis=-1)
-        return b, _mx_exponent(amax, self.grid, self.grid.man_bits, self.scale_rule)
+        raw = jnp.max(jnp.abs(b.blocks), axis=-1)
+        finite = jnp.isfinite(raw)
+        amax = jnp.where(finite, raw, 0)
+        return b, _mx_exponent(amax, self.grid, self.grid.man_bits, self.scale_rule), finite
 
     def scale_exponent(self, u: jax.Array) -> jax.Array:
         """``s`` of each block's scale ``2^s``: shape ``(..., n_blocks)``, the block axis last."""
@@ -711,22 +715,21 @@ class MXFormat(NumberFormat):
 
     def apply(self, u: jax.Array, words: jax.Array | None, amax=None) -> jax.Array:
         x = _as_float(u)
-        b, s = self._blocks(x)
+        b, s, finite = self._blocks(x)
         wb = None if words is None else b.split(words)
         yb = self._round(b.blocks, self.grid, wb, s[..., None])
-        finite = jnp.all(jnp.isfinite(b.blocks), axis=-1, keepdims=True)
-        return b.restore(jnp.where(finite, yb, jnp.nan))
+        return b.restore(jnp.where(finite[..., None], yb, jnp.nan))
 
     def saturated(self, u: jax.Array, amax=None) -> jax.Array:
         x = _as_float(u)
-        b, s = self._blocks(x)
+        b, s, _ = self._blocks(x)
         return b.restore(out_of_range(b.blocks, self.grid, s[..., None]))
 
     def block_max_saturated(self, u: jax.Array) -> jax.Array:
         """Fraction of nonzero blocks whose maximum saturates (exceeds the element max after
         scaling): the cost of the ``floor`` rule, 0 under ``rceil``."""
         x = _as_float(u)
-        b, s = self._blocks(x)
+        b, s, _ = self._blocks(x)
         amax = jnp.max(jnp.abs(b.blocks), axis=-1)
         hit = out_of_range(amax, self.grid, s)
         return jnp.sum(hit) / jnp.maximum(jnp.sum(amax > 0), 1)
@@ -799,35 +802,33 @@ class NVFP4Format(NumberFormat):
             opts += _scale_label(self)
         return ":".join(["nvfp4", *self._rounding_label(), *opts])
 
-    def scales(self, u: jax.Array, amax=None) -> tuple[_Blocks, jax.Array, jax.Array]:
-        """The blocks of ``u``, the tensor scale ``s`` and the block scales ``b``
-        (shape ``(..., n_blocks, 1)``)."""
+    def scales(self, u: jax.Array, amax=None) -> tuple[_Blocks, jax.Array, jax.Array, jax.Array]:
+        """The blocks of ``u``, the tensor scale ``s``, the block scales ``b`` (shape
+        ``(..., n_blocks, 1)``) and whether the tensor is finite (True for delayed scaling)."""
         x = _as_float(u)
-        ref = _finite_amax(x) if self.scaling == "tensor" else _reference(x, amax)
+        a, finite, _ = _groups(self, x, amax)
         tiny = jnp.finfo(x.dtype).tiny
-        s = jnp.maximum(_div(ref, _NV_TENSOR_DIVISOR), tiny)
+        s = jnp.maximum(_div(a, _NV_TENSOR_DIVISOR), tiny)
         blk = _Blocks(x, self.axis, self.block_size)
-        a_blk = _finite_amax(blk.blocks, -1, True)
+        a_blk = jnp.max(jnp.abs(blk.blocks), axis=-1, keepdims=True)
+        a_blk = jnp.where(jnp.isfinite(a_blk), a_blk, 0)
         b = _E4M3.apply(_div(_div(a_blk, 6.0), s), None)  # a_blk: one value per block
-        return blk, s, b
+        return blk, s, b, finite
 
     def apply(self, u: jax.Array, words: jax.Array | None, amax=None) -> jax.Array:
         x = _as_float(u)
-        blk, s, b = self.scales(x, amax)
+        blk, s, b, finite = self.scales(x, amax)
         total = b * s
         ok = total > 0
         y = _div(blk.blocks, jnp.where(ok, total, 1))
         wb = None if words is None else blk.split(words)
         q = self._round(y, self.grid, wb)
-        out = jnp.where(ok, q * total, jnp.zeros((), x.dtype))
-        out = blk.restore(out)
-        if self.scaling == "tensor":
-            out = jnp.where(jnp.all(jnp.isfinite(x)), out, jnp.nan)
-        return out
+        out = blk.restore(jnp.where(ok, q * total, jnp.zeros((), x.dtype)))
+        return jnp.where(finite, out, jnp.nan)
 
     def saturated(self, u: jax.Array, amax=None) -> jax.Array:
         x = _as_float(u)
-        blk, s, b = self.scales(x, amax)
+        blk, s, b, _ = self.scales(x, amax)
         total = b * s
         y = _div(blk.blocks, jnp.where(total > 0, total, 1))
         return blk.restore(out_of_range(y, self.grid) & (total > 0))
