@@ -9,7 +9,11 @@ The engine runs many independent trials at once (``vmap``) and the steps with ``
 in chunks of steps so that progress is shown and nothing finished is lost on interruption.
 Randomness: trial ``k`` has key ``derive(key(seed), k)`` and each step ``t`` and role ``r``
 draws from ``derive(trial key, t, r)``, so a trial's path does not depend on how many trials
-run or how they are chunked.
+run or how they are chunked. Blocks of up to 32 steps draw everything that does not depend on
+``w`` at once — features, labels, ``Q_d``, ``Q_l``, the unit noise of idealized quantizers and
+the stochastic-rounding words of number formats (``q.draw``) — before the sequential updates
+apply it (``q.apply``); a format with delayed scaling keeps its amax history in the state
+(``docs/engine.md``).
 
 Shortcuts exact in distribution (SPEC §6), used unless ``literal=True``:
 

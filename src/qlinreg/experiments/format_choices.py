@@ -50,9 +50,9 @@ VARIANTS: dict[str, tuple[str, str | None]] = {
 _SIZES = {  # trials: per d
     "tiny": {"dims": (24,), "steps": 150, "trials": (16,), "roles": ("params",),
              "variants": ("mxfp4", "mxfp4 SR k=2")},
-    "quick": {"dims": (200,), "steps": 1000, "trials": (32,), "roles": ("params",),
-              "variants": ("mxfp4", "nvfp4", "mxfp4 SR k=2")},
-    "full": {"dims": (200, 1000), "steps": 10_000, "trials": (256, 128),
+    "quick": {"dims": (200,), "steps": 1000, "trials": (32,), "roles": ("grads",),
+              "variants": ("mxfp4", "mxfp4 rceil", "mxfp4 SR k=2")},
+    "full": {"dims": (200, 1000), "steps": 10_000, "trials": (128, 64),
              "roles": ("data", "grads", "params"), "variants": tuple(VARIANTS)},
 }  # fmt: skip
 _CONV = {"quantized": "risk", "clean": "risk_clean"}
