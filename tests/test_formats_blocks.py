@@ -402,3 +402,26 @@ def test_paired_verdict_either_side_of_the_threshold():
     assert not paired_verdict([3.1, 6.1], se, -1)
     assert paired_verdict([2.9, -5.9], se, 0) and not paired_verdict([3.1, 0.0], se, 0)
     assert not paired_verdict([], [], +1)
+
+
+def test_fp_block_and_vector_scaling_match_the_definition():
+    """FP with a power-of-two scale per block (and per vector): s is the least integer with
+    amax ≤ max·2^s (exact rationals), elements the ml_dtypes RNE cast of u/2^s."""
+    x = _wide(np.random.default_rng(8), (6, 40), decades=8)
+    x[2, :10] = 0.0
+    for block in (10, None):
+        fmt = FloatFormat.preset(
+            "fp8_e4m3", scaling="block", block_size=block, rounding="nearest_even"
+        )
+        size = block or x.shape[1]
+        blocks = x.reshape(6, -1, size).astype(np.float64)
+        amax = np.abs(blocks).max(axis=-1)
+        s = np.zeros_like(amax, dtype=np.int64)
+        for i, a in np.ndenumerate(amax):
+            if a > 0:
+                r = Fraction(float(a)) / 448
+                s[i] = _log2_floor(r) + (Fraction(2) ** _log2_floor(r) != r)
+        X = np.exp2(s)[..., None]
+        ref = ((blocks / X).astype(F32).astype(E4M3).astype(np.float64) * X).reshape(x.shape)
+        assert np.all(_same(_q(fmt, x).astype(np.float64), ref)), block
+        assert not np.asarray(jax.jit(fmt.saturated)(x)).any()  # the block max never overflows
