@@ -19,6 +19,8 @@ from qlinreg.advise import (
     Budget,
     _joint_search,
     _pareto,
+    _parse_candidate,
+    _prediction,
     advise,
     agrees,
     bits_per_value,
@@ -51,10 +53,33 @@ FIXED = ["bf16", "fp8_e4m3", "fp6_e2m3", "fp4_e2m1", "int8:scale=0.02"]
         ("int8:tensor", (4, 50), 8 + 32 / 200),  # one scale per step's tensor
         ("int4:scale=0.1", (200,), 4),  # a fixed scale is not stored
         ("none", (200,), 32),
+        ("nvfp4", (1, 200), 4 + 8 / 16 + 32 / 200),  # E4M3 per 16, FP32 per tensor
+        ("nvfp4::block32", (2, 200), 4 + 8 / 32 + 32 / 400),
+        ("int8::delayed", (1,), 8 + 32),  # one scale per step's tensor, here one label
+        ("int8::block50", (4, 200), 8 + 32 / 50),
+        ("fp8_e4m3::vector", (4, 200), 8 + 8 / 200),  # a power-of-two exponent per vector
+        ("fp8_e4m3::tensor", (4, 200), 8 + 8 / 800),
+        ("fp8_e4m3fnuz", (200,), 8),
+        ("mxfp4::block16", (1, 200), 4 + 8 / 16),
     ],
 )
 def test_bits_per_value(text, shape, bits):
     assert bits_per_value(parse_quantizer(text), shape) == pytest.approx(bits)
+
+
+def test_menu_entries_take_their_roles_defaults():
+    """``-q labels=int8`` gets delayed scaling (a one-element vector at B = 1): the advisor
+    measures and costs that format, with a nonzero error, where a per-vector scale would be
+    exact and was flagged."""
+    p, sgd = make_problem(20), SGDConfig(0.1, 400)
+    s = role_samples(p, sgd, seed=1)
+    q = _parse_candidate("int8", "labels")
+    assert q.scaling == "delayed" and _parse_candidate("int8", "data").scaling == "block"
+    m = measure_roles(q, {"labels": s["labels"]}, seed=2)["labels"]
+    assert m.estimate.eps_additive > 0
+    exact = measure_roles(parse_quantizer("int8"), {"labels": s["labels"]}, seed=2)["labels"]
+    assert exact.estimate.eps_additive == 0
+    assert _prediction(q, "labels", p) == "surrogate"  # no exact recursion with delayed scales
 
 
 # ---- measurement and surrogates -------------------------------------------------------------

@@ -121,11 +121,13 @@ def test_store_weights_option(tmp_path):
 
 
 def test_exact_format_at_batch_one_warns(tmp_path):
-    res = runner.invoke(app, ["run", *SMALL, "-q", "grads=int4", "--out", str(tmp_path)])
+    res = runner.invoke(app, ["run", *SMALL, "-q", "grads=int4:vector", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
-    assert "warning: grads: int4:stochastic leaves this role unquantized" in res.stderr
-    res = runner.invoke(app, ["run", *SMALL, "-q", "grads=int4::scale=0.5", "--out", str(tmp_path)])
-    assert "warning" not in res.stderr
+    assert "warning: grads: int4:stochastic:vector leaves this role unquantized" in res.stderr
+    assert "int4:delayed" in res.stderr  # the fix it suggests
+    for ok in ("grads=int4::scale=0.5", "grads=int4"):  # a fixed scale; the role default
+        res = runner.invoke(app, ["run", *SMALL, "-q", ok, "--out", str(tmp_path)])
+        assert res.exit_code == 0 and "warning" not in res.stderr, ok
 
 
 def test_spectrum_command(tmp_path):
@@ -148,6 +150,12 @@ def test_formats_command(tmp_path):
     assert row["paper_model"] == "additive" and row["measured_model"] == "additive"
     assert df.set_index("format").loc["fp8_e4m3", "paper_model"] == "multiplicative"
     assert "int8" in res.output and "measured" in res.output
+    lines = res.output.splitlines()
+    assert max(map(len, lines)) <= 80 and "…" not in res.output  # readable in 80 columns
+    for name in ("nvfp4", "fp8_e4m3fnuz", "fp8_e5m2fnuz", "mxfp4:rceil"):
+        assert any(line.startswith(name + " ") for line in lines), name
+    blocks = df.set_index("format")["blocks_saturated"]
+    assert blocks["mxfp4:rceil"] == 0 and blocks["mxfp4"] > 0  # rceil never saturates a max
 
 
 def test_sweep_command(tmp_path):

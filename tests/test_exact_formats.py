@@ -246,6 +246,8 @@ def test_moment_estimated_risk_matches_monte_carlo(spec, batch):
         (ql.Problem(np.full(4, 1e6), np.ones(4)), "data=fp8_e4m3", "not finite"),
         (ql.make_problem(600), "data=int8", "d ≤ 512"),
         (ql.make_problem(6), "data=int8::scale=0.1:asymmetric", "symmetric"),
+        (ql.make_problem(6), "labels=int8", "delayed scaling"),  # the labels' default at B = 1
+        (ql.make_problem(6), "data=fp8_e4m3::delayed=4", "delayed scaling"),
         (
             ql.Problem.from_covariance(np.array([[1.0, 0.3], [0.3, 0.5]]), np.ones(2)),
             "data=fp8_e4m3",

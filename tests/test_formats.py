@@ -40,6 +40,8 @@ HYP = settings(
 ML = {
     "fp8_e4m3fn": ml_dtypes.float8_e4m3fn,  # no inf: overflow → NaN   (our overflow="nan")
     "fp8_e5m2": ml_dtypes.float8_e5m2,  # IEEE: overflow → ±inf      (overflow="inf")
+    "fp8_e4m3fnuz": ml_dtypes.float8_e4m3fnuz,  # no inf, no −0: overflow → NaN, −0 → +0
+    "fp8_e5m2fnuz": ml_dtypes.float8_e5m2fnuz,
     "fp6_e3m2": ml_dtypes.float6_e3m2fn,  # no inf/NaN: saturates    (overflow="saturate")
     "fp6_e2m3": ml_dtypes.float6_e2m3fn,
     "fp4_e2m1": ml_dtypes.float4_e2m1fn,
@@ -101,13 +103,11 @@ def _grid(fmt: FloatFormat) -> tuple[np.ndarray, np.ndarray]:
             if not fmt.subnormals and E == 0 and M > 0:
                 continue
             vals.append(value(E, M))
-            lsb.append(M & 1)
+            lsb.append((E if m == 0 else M) & 1)
             last = (E, M)
     E, M = last[0] + (last[1] + 1) // (1 << m), (last[1] + 1) % (1 << m)
     vals.append(value(E, M))
-    lsb.append(M & 1)
-    if not fmt.subnormals:
-        lsb[1] = 1
+    lsb.append((E if m == 0 else M) & 1)
     return np.array(vals), np.array(lsb)
 
 
@@ -123,18 +123,32 @@ def _ref_round(x: np.ndarray, fmt: FloatFormat, mode: str) -> np.ndarray:
     i = _neighbours(a, vals)
     lo, hi = vals[i], vals[i + 1]
     dlo, dhi = a - lo, hi - a  # exact (Sterbenz)
-    if mode == "toward_zero":
-        r = np.where(a >= hi, hi, lo)
+    neg = np.signbit(x)
+    away = {  # directed modes: the magnitude goes up when x is inexact on the far side of 0
+        "toward_zero": np.zeros_like(neg),
+        "toward_positive": ~neg & (a > lo),
+        "toward_negative": neg & (a > lo),
+        "to_odd": (a > lo) & (lsb[i] == 0),
+    }
+    if mode in away:
+        r = np.where((a >= hi) | away[mode], hi, lo)
     else:
-        tie_hi = lsb[i + 1] == 0 if mode == "nearest_even" else np.ones_like(a, bool)
+        # Without subnormals, a tie in the gap (0, 2^emin) goes to 0 (both codes are even).
+        gap = (i == 0) & (not fmt.subnormals)
+        tie_hi = (lsb[i + 1] == 0) & ~gap if mode == "nearest_even" else np.ones_like(a, bool)
         r = np.where((dhi < dlo) | ((dhi == dlo) & tie_hi) | (a >= hi), hi, lo)
     vmax = vals[-2]
     over = (r > vmax) | np.isinf(a)
     fill = {"saturate": vmax, "inf": np.inf, "nan": np.nan}[fmt.overflow]
     r = np.where(over, fill, r)
-    if mode == "toward_zero":  # IEEE 754: a finite input rounded toward zero never overflows
-        r = np.where(over & np.isfinite(a), vmax, r)
-    return np.where(np.isnan(x), np.nan, np.copysign(r, x))
+    # IEEE 754: a finite input rounded toward zero's side never overflows
+    toward = {"toward_zero": True, "toward_positive": neg, "toward_negative": ~neg}
+    if mode in toward:
+        r = np.where(over & np.isfinite(a) & toward[mode], vmax, r)
+    r = np.copysign(r, x)
+    if fmt.specials == "fnuz":  # no negative zero
+        r = np.where(r == 0, 0.0, r)
+    return np.where(np.isnan(x), np.nan, r)
 
 
 def _probe_values(vals: np.ndarray, vmax: float, rng) -> np.ndarray:
@@ -188,7 +202,7 @@ def test_nearest_even_matches_ml_dtypes(name):
 @given(arrays(np.uint32, 512))
 def test_nearest_even_matches_ml_dtypes_on_arbitrary_bit_patterns(words):
     x = words.view(np.float32)
-    for name in ("fp8_e4m3fn", "fp8_e5m2", "fp4_e2m1", "bf16"):
+    for name in ("fp8_e4m3fn", "fp8_e5m2", "fp8_e4m3fnuz", "fp8_e5m2fnuz", "fp4_e2m1", "bf16"):
         ours = _q(FloatFormat.preset(name, rounding="nearest_even"), x)
         ref = x.astype(ML[name]).astype(np.float32)
         keep = ~np.isnan(x)
@@ -221,10 +235,15 @@ ENUM_FORMATS = {
     "bf16": FloatFormat.preset("bf16"),
     "e3m3_nosub_bias5": FloatFormat(3, 3, bias=5, subnormals=False, specials="none"),
     "e4m3fn_saturate": FloatFormat.preset("fp8_e4m3fn", overflow="saturate"),
+    "fp8_e4m3fnuz": FloatFormat.preset("fp8_e4m3fnuz"),
+    "fp8_e5m2fnuz": FloatFormat.preset("fp8_e5m2fnuz"),
+    "e3m0_none": FloatFormat(3, 0, specials="none"),  # m = 0: the code's last bit is E's
+    "e3m0_ieee": FloatFormat(3, 0),
 }
+DETERMINISTIC = [r for r in ROUNDINGS if r != "stochastic"]
 
 
-@pytest.mark.parametrize("mode", ["nearest_even", "nearest_away", "toward_zero"])
+@pytest.mark.parametrize("mode", DETERMINISTIC)
 @pytest.mark.parametrize("name", list(ENUM_FORMATS))
 def test_deterministic_modes_match_enumeration_float64(name, mode):
     fmt = with_rounding(ENUM_FORMATS[name], mode)
@@ -541,7 +560,7 @@ def test_float_stats_and_overflow_rules():
         (lambda: MXFormat("fp8"), "element must be one of fp8_e4m3"),
         (lambda: parse_quantizer("fp8_e4m3:round"), "unknown option 'round'.*or a rounding"),
         (lambda: parse_quantizer("int8:stochastic:rows"), "unknown option 'rows'"),
-        (lambda: parse_quantizer("mxfp4:nearest_even:block0"), "block size must be"),
+        (lambda: parse_quantizer("mxfp4:nearest_even:block0"), r"blockN .* in \[1, "),
     ],
 )
 def test_invalid_parameters_raise_clear_value_errors(make, match):
@@ -573,7 +592,7 @@ def test_scheme_parse_with_formats():
     assert s.data == FloatFormat.preset("fp8_e4m3fn", rounding="stochastic")
     assert s.params == IntFormat(8, rounding="nearest_even")
     assert s.grads == MXFormat("fp4_e2m1")
-    assert s.labels_by_role()["params"] == "int8:nearest_even"
+    assert s.labels_by_role()["params"] == "int8:nearest_even:vector"
 
 
 def test_pytree_jit_and_vmap_like_the_engine():
@@ -614,6 +633,8 @@ def test_presets_have_documented_limits():
     expect = {
         "fp8_e4m3fn": 448,
         "fp8_e5m2": 57344,
+        "fp8_e4m3fnuz": 240,
+        "fp8_e5m2fnuz": 57344,
         "fp6_e3m2": 28,
         "fp6_e2m3": 7.5,
         "fp4_e2m1": 6,

@@ -58,8 +58,16 @@ from qlinreg.quantize import (
     Scheme,
     parse_quantizer,
 )
-from qlinreg.quantize.formats import FloatFormat, IntFormat, MXFormat, NumberFormat
+from qlinreg.quantize.formats import (
+    FloatFormat,
+    IntFormat,
+    MXFormat,
+    NumberFormat,
+    NVFP4Format,
+    quantize_steps,
+)
 from qlinreg.quantize.measure import EpsilonEstimate, estimate_epsilon
+from qlinreg.quantize.rounding import ROUNDINGS
 from qlinreg.table import CONVENTIONS
 
 __all__ = [
@@ -95,6 +103,7 @@ DEFAULT_MENU: tuple[str, ...] = (
     "mxfp6_e2m3",
     "mxfp4",
     "mxint8",
+    "nvfp4",
     "int8",
     "int4",
 )
@@ -139,21 +148,28 @@ def values_per_step(role: str, batch: int, d: int) -> int:
 def bits_per_value(q, shape: tuple[int, ...]) -> float:
     """Storage bits per value of quantizer ``q`` on a tensor of ``shape`` (its last axis the
     vector), scale overhead included: FP ``1 + e + m`` (+ an 8-bit power-of-two exponent per
-    tensor when scaled); INT ``b`` + a 32-bit scale per scale group (none for a fixed scale);
-    MX element bits + an 8-bit (E8M0) scale per block. ``None``/:class:`NoQuant`: 32 (FP32)."""
+    tensor, vector or block when scaled, one per tensor when delayed); INT ``b`` + a 32-bit
+    scale per scale group (one per tensor when delayed; none for a fixed scale); MX element
+    bits + an 8-bit (E8M0) scale per block; NVFP4 4 bits + an 8-bit (E4M3) scale per 16 + a
+    32-bit scale per tensor. ``None``/:class:`NoQuant`: 32 (FP32)."""
     if q is None or isinstance(q, NoQuant):
         return 32.0
     size, vec = math.prod(shape), shape[-1]
+
+    def group(fmt) -> int:  # values sharing one scale
+        if fmt.scaling in ("tensor", "delayed"):
+            return size
+        return min(fmt.block_size or vec, vec)
+
     if isinstance(q, FloatFormat):
-        return 1 + q.exp_bits + q.man_bits + (8 / size if q.scaling == "tensor" else 0.0)
+        return 1 + q.exp_bits + q.man_bits + (8 / group(q) if q.scaling != "none" else 0.0)
     if isinstance(q, IntFormat):
-        if q.scaling == "fixed":
-            return float(q.bits)
-        group = size if q.scaling == "tensor" else min(q.block_size or vec, vec)
-        return q.bits + 32 / group
+        return float(q.bits) if q.scaling == "fixed" else q.bits + 32 / group(q)
     if isinstance(q, MXFormat):
         element = 8 if q.element == "int8" else bits_per_value(FloatFormat.preset(q.element), (1,))
         return element + 8 / min(q.block_size, vec)
+    if isinstance(q, NVFP4Format):
+        return 4 + 8 / min(q.block_size, vec) + 32 / size
     raise TypeError(f"no storage cost is known for {type(q).__name__}")
 
 
@@ -241,25 +257,32 @@ class Measurement:
     bias_share: float
 
 
+def _per_tensor(q) -> bool:
+    """Whether ``q``'s scale depends on a whole step's tensor (per tensor, or delayed: the
+    amax of earlier tensors), so each tensor must be quantized by itself."""
+    return getattr(q, "scaling", None) in ("tensor", "delayed")
+
+
 def _quantize(q, u: jax.Array, key: jax.Array):
     """``(Q(u), saturated)`` (``saturated`` per entry: above the scaled format's range) with each
     tensor ``u[k]`` quantized as one step's tensor: one call on the whole array when the
     format's scale groups lie along the last axis (the vector; no tensor-wide scale), else one
-    call per tensor (vmapped)."""
+    call per tensor (vmapped; delayed scaling: the reference from the tensors before,
+    :func:`~qlinreg.quantize.formats.quantize_steps`)."""
 
-    def one(key, x):
-        xq = q(key, x)
-        sat = q.saturated(x) if isinstance(q, NumberFormat) else jnp.zeros(x.shape, bool)
-        return xq, sat
+    def saturated(x, amax=None):
+        return q.saturated(x, amax) if isinstance(q, NumberFormat) else jnp.zeros(x.shape, bool)
 
-    if getattr(q, "scaling", None) == "tensor":
+    if _per_tensor(q):
 
         def each(u, key):
             keys = jax.vmap(lambda j: prng.derive(key, j))(jnp.arange(u.shape[0]))
-            return jax.vmap(one)(keys, u)
+            uq, ref = quantize_steps(q, keys, u)
+            sat = jax.vmap(saturated)(u) if ref is None else jax.vmap(saturated)(u, ref)
+            return uq, sat
 
         return jax.jit(each)(u, key)
-    return jax.jit(lambda u, key: one(key, u))(u, key)
+    return jax.jit(lambda u, key: (q(key, u), saturated(u)))(u, key)
 
 
 def measure_roles(q, samples: Mapping[str, np.ndarray], *, seed: int = 0) -> dict:
@@ -268,12 +291,11 @@ def measure_roles(q, samples: Mapping[str, np.ndarray], *, seed: int = 0) -> dic
     call (one compilation per format and vector length)."""
     groups: dict[tuple, list[str]] = {}
     for role, u in samples.items():
-        groups.setdefault(u.shape[-1:] if getattr(q, "scaling", None) != "tensor" else (role,),
-                          []).append(role)  # fmt: skip
+        groups.setdefault((role,) if _per_tensor(q) else u.shape[-1:], []).append(role)
     out = {}
     for g, (_, roles) in enumerate(groups.items()):
         flat = [np.asarray(samples[r], np.float32) for r in roles]
-        if getattr(q, "scaling", None) == "tensor":
+        if _per_tensor(q):
             u = jnp.asarray(flat[0])
         else:
             u = jnp.asarray(np.concatenate([a.reshape(-1, a.shape[-1]) for a in flat]))
@@ -281,7 +303,7 @@ def measure_roles(q, samples: Mapping[str, np.ndarray], *, seed: int = 0) -> dic
         uq, sat = np.asarray(uq, np.float64), np.asarray(sat)
         start = 0
         for role, a in zip(roles, flat, strict=True):
-            n = a.size // a.shape[-1] if getattr(q, "scaling", None) != "tensor" else a.shape[0]
+            n = a.shape[0] if _per_tensor(q) else a.size // a.shape[-1]
             part_u = np.asarray(a, np.float64).reshape(-1, a.shape[-1])
             part_q = uq[start : start + n].reshape(part_u.shape)
             part_s = sat[start : start + n]
@@ -382,6 +404,8 @@ def _prediction(q, role: str, problem: Problem) -> str:
 
     if role not in ("data", "labels") or problem.basis is not None:
         return "surrogate"
+    if getattr(q, "scaling", None) == "delayed":  # steps share a scale: no exact recursion
+        return "surrogate"
     try:
         grid = scalar_grid(q)
     except ValueError:  # an INT grid not symmetric about 0: no exact theory
@@ -393,8 +417,10 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _parse_candidate(text: str):
-    q = parse_quantizer(text)
+def _parse_candidate(text: str, role: str | None = None):
+    """A menu entry as ``-q ROLE=TEXT`` parses it (with the role's defaults, e.g. delayed
+    scaling of INT and NVFP4 on the length-``B`` roles)."""
+    q = parse_quantizer(text, role)
     if not isinstance(q, NumberFormat):
         raise ValueError(f"menu: {text!r} is not a number format (e.g. fp8_e4m3, int8, mxfp4)")
     return q
@@ -417,13 +443,10 @@ def _menu(menu: Mapping[str, Sequence[str]] | Sequence[str] | None, roles, round
             if name in ("fp32", "none"):
                 continue
             _parse_candidate(name)  # unknown names fail here, naming them
-            given = any(tok in roundings or tok in _ALL_ROUNDINGS for tok in name.split(":"))
+            given = any(tok in roundings or tok in ROUNDINGS for tok in name.split(":"))
             texts += [name] if given else [f"{name}:{r}" for r in roundings]
         out[role] = list(dict.fromkeys(texts))
     return out
-
-
-_ALL_ROUNDINGS = ("stochastic", "nearest_even", "nearest_away", "toward_zero")
 
 
 # ---- penalties ----------------------------------------------------------------------------------
@@ -647,8 +670,8 @@ class Advisor:
         self.roles = _check_roles(roles)
         roundings = tuple(roundings)
         for r in roundings:
-            if r not in _ALL_ROUNDINGS:
-                raise ValueError(f"rounding must be one of {', '.join(_ALL_ROUNDINGS)}, got {r!r}")
+            if r not in ROUNDINGS:
+                raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {r!r}")
         self.weights = _check_weights(cost_weights)
         self.seed = _nonneg_int("seed", seed)
         menu_texts = _menu(menu, self.roles, roundings)
@@ -665,10 +688,12 @@ class Advisor:
         texts = list(dict.fromkeys(t for role in self.roles for t in menu_texts[role]))
         self.say(f"measuring {len(texts)} formats on {len(self.roles)} roles")
         for i, text in enumerate(texts):
-            q = _parse_candidate(text)
-            want = [r for r in self.roles if text in menu_texts[r]]
-            measured = measure_roles(q, {r: samples[r] for r in want}, seed=seed + 1 + i)
-            for role in want:
+            parsed = {r: _parse_candidate(text, r) for r in self.roles if text in menu_texts[r]}
+            measured = {}
+            for q in dict.fromkeys(parsed.values()):  # roles whose defaults agree: one call
+                want = {r: samples[r] for r, qr in parsed.items() if qr == q}
+                measured |= measure_roles(q, want, seed=seed + 1 + i)
+            for role, q in parsed.items():
                 shape, m = role_shape(role, B, d), measured[role]
                 sur = surrogate_for(role, m, problem)
                 bits = bits_per_value(q, shape)

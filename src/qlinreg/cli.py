@@ -29,7 +29,15 @@ SketchQuantize = Literal["after", "before"]
 Average = Literal["polyak", "tail", "last"]
 DType = Literal["float32", "float64"]
 Executor = Literal["local", "dask"]
-Rounding = Literal["stochastic", "nearest_even", "nearest_away", "toward_zero"]
+Rounding = Literal[
+    "stochastic",
+    "nearest_even",
+    "nearest_away",
+    "toward_zero",
+    "toward_positive",
+    "toward_negative",
+    "to_odd",
+]
 Recipe = Enum("Recipe", {name: name for name in ORDER}, type=str)
 Convention = Literal["quantized", "clean"]
 Horizon = Literal["N", "inf"]
@@ -70,8 +78,9 @@ QUANT_HELP = (
     "labels params activations grads all. Idealized: none, additive:EPS, multiplicative:EPS, "
     "multiplicative_elementwise:EPS (append :uniform for uniform instead of Gaussian noise). "
     "Formats: FORMAT[:ROUNDING][:OPTION]... with int2…int16, fp32 bf16 fp16 fp8_e4m3 fp8_e5m2 "
-    "fp6_e3m2 fp6_e2m3 fp4_e2m1, mxfp8_e4m3 mxfp8_e5m2 mxfp6_e3m2 mxfp6_e2m3 mxfp4 mxint8 "
-    "(docs/formats.md)."
+    "fp8_e4m3fnuz fp8_e5m2fnuz fp6_e3m2 fp6_e2m3 fp4_e2m1, mxfp8_e4m3 mxfp8_e5m2 mxfp6_e3m2 "
+    "mxfp6_e2m3 mxfp4 mxint8 (scale rule floor|ceil|rceil|even), nvfp4; options blockN, "
+    "tensor, vector, delayed[=K], srbits=K (docs/formats.md)."
 )
 
 
@@ -762,6 +771,39 @@ def spectrum(
     typer.echo(f"wrote {out}/spectrum.parquet, spectrum.csv, spectrum.png")
 
 
+def _formats_lines(df, title: str) -> list[str]:
+    """The ``qlinreg formats`` table as plain text lines of at most 80 characters."""
+
+    def num(v) -> str:
+        return "—" if v != v else f"{v:.3g}"  # NaN → —
+
+    short = {"additive": "add", "multiplicative": "mul", "exact": "exact"}
+    head = ("format", "paper ε", "ε add", "ε mult", "fit", "satur.", "underfl.", "blk sat")
+    widths = (16, 12, 8, 8, 5, 8, 8, 8)
+    rows = [head]
+    for _, r in df.iterrows():
+        paper = f"{short[r['paper_model']]} {num(r['paper_eps'])}"
+        rows.append((
+            r["format"], paper, num(r["eps_additive"]), num(r["eps_multiplicative"]),
+            short.get(r["measured_model"], r["measured_model"]), num(r["saturated"]),
+            num(r["underflow"]), num(r["blocks_saturated"]),
+        ))  # fmt: skip
+    lines = [title]
+    for i, row in enumerate(rows):
+        tail = zip(row[1:], widths[1:], strict=True)
+        cells = [f"{row[0]:<{widths[0]}}"] + [f"{c:>{w}}" for c, w in tail]
+        lines.append(" ".join(cells).rstrip())
+        if i == 0:
+            lines.append("-" * len(lines[-1]))
+    lines += [
+        "paper: the paper's model and ε (INT b bits: add 2^-2b; FP m mantissa bits:",
+        "mul 2^-2m); ε add = mean (Q(u)−u)², ε mult = mean ((Q(u)−u)/u)²; fit: the model",
+        "that fits the errors better; satur./underfl.: fractions of entries saturated /",
+        "flushed to 0; blk sat: MX blocks whose maximum saturates. --out: all columns.",
+    ]
+    return lines
+
+
 @app.command()
 def formats(
     role: Annotated[
@@ -775,28 +817,18 @@ def formats(
 ) -> None:
     """Measured ε (additive and multiplicative) of the named formats on the paper's data.
 
-    Next to the paper's rough mapping (INT b bits ≈ 2^(−2b), FP m mantissa bits ≈ 2^(−2m));
-    --out writes every column (fit slope, bias, ...) as CSV.
+    Next to the paper's rough mapping (INT b bits ≈ 2^(−2b), FP m mantissa bits ≈ 2^(−2m)),
+    with the fractions of saturated and underflowed entries (and, for MX, of block maxima);
+    fits in 80 columns. --out writes every column (fit slope, bias, ...) as CSV.
     """
-    from rich.console import Console
-    from rich.table import Table
-
     from qlinreg.files import prepare_file
     from qlinreg.quantize import formats_table
 
     if out is not None:
         _checked(prepare_file, out, "out")
     df = _checked(formats_table, rounding=rounding, role=role, dim=dim)
-    cols = [
-        "format", "paper_model", "paper_eps", "eps_additive", "eps_multiplicative",
-        "measured_model", "saturated", "underflow",
-    ]  # fmt: skip
-    table = Table(title=f"measured ε on the paper's {role} (d = {dim}, {rounding} rounding)")
-    for c in cols:
-        table.add_column(c.replace("_", " "), justify="right")
-    for _, r in df[cols].iterrows():
-        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r))
-    Console().print(table)
+    title = f"measured ε on the paper's {role} (d = {dim}, {rounding} rounding)"
+    typer.echo("\n".join(_formats_lines(df, title)))
     if out is not None:
         df.to_csv(out, index=False)
         typer.echo(f"wrote {out}")

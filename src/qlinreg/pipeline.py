@@ -153,7 +153,9 @@ class RunSpec:
                 out.append(
                     f"{role}: {q.label} leaves this role unquantized: with an absmax scale, a "
                     f"scale group of one element (a {role} vector has {shapes[role][-1]} at "
-                    f"B = {B}) is represented exactly. Use a fixed scale (e.g. "
+                    f"B = {B}) is represented exactly. Use delayed scaling "
+                    f"({q.label.split(':')[0]}:delayed, the text default on labels, "
+                    f"activations and grads), a fixed scale (INT: "
                     f"{q.label.split(':')[0]}::scale=0.05), another format, or B > 1"
                 )
         return out

@@ -9,7 +9,11 @@ The engine runs many independent trials at once (``vmap``) and the steps with ``
 in chunks of steps so that progress is shown and nothing finished is lost on interruption.
 Randomness: trial ``k`` has key ``derive(key(seed), k)`` and each step ``t`` and role ``r``
 draws from ``derive(trial key, t, r)``, so a trial's path does not depend on how many trials
-run or how they are chunked.
+run or how they are chunked. Blocks of up to 32 steps draw everything that does not depend on
+``w`` at once — features, labels, ``Q_d``, ``Q_l``, the unit noise of idealized quantizers and
+the stochastic-rounding words of number formats (``q.draw``) — before the sequential updates
+apply it (``q.apply``); a format with delayed scaling keeps its amax history in the state
+(``docs/engine.md``).
 
 Shortcuts exact in distribution (SPEC §6), used unless ``literal=True``:
 
@@ -44,6 +48,7 @@ from qlinreg.algorithm import (
 )
 from qlinreg.interrupt import interrupt_flag
 from qlinreg.problem import Problem, draw_features
+from qlinreg.quantize.formats import NumberFormat
 from qlinreg.quantize.idealized import NoQuant, error_moments
 from qlinreg.quantize.scheme import ROLES, Scheme
 from qlinreg.theory.quantized_data import (
@@ -83,6 +88,9 @@ MAX_STEPS = 2**31 - 1  # step counters are 32-bit (keys are derived from the ste
 # takes effect and finished checkpoints reach the caller about that often.
 _CHUNK_WORK = 1 << 26
 _CHUNK_STEPS = 1 << 10  # at most this many steps per chunk (cheap problems report as often)
+# Formats' stochastic-rounding words are drawn per block ahead of the sequential loop (the same
+# numbers as drawing them inside it, which tests compare by switching this off).
+_PREDRAW = True
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,8 @@ class _Static:
     probe_risk: bool  # the data quantizer has no closed-form δ: estimate R_q on fresh probes
     stats_roles: tuple[str, ...]  # roles quantized by a number format (saturation counts)
     storage: bool  # w_t is stored in a number format after each update
+    delayed: tuple[tuple[str, int], ...] = ()  # (role, k): delayed scaling, amax history of k
+    predraw: bool = True  # draw formats' stochastic-rounding words per block, ahead of the loop
 
 
 def _rowsum(x: jax.Array) -> jax.Array:
@@ -215,9 +225,11 @@ def _rowsum(x: jax.Array) -> jax.Array:
     trial batches padded to a multiple of :data:`_TRIAL_QUANTUM`).
     """
     n = x.shape[-1]
-    p = 1 << max(0, (n - 1).bit_length())
-    if p != n:
-        x = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (p - n,), x.dtype)], axis=-1)
+    p = 1 << max(0, n.bit_length() - 1)  # the largest power of two ≤ n
+    if p != n:  # fold the n − p trailing entries onto the first ones (not zero padding:
+        # XLA rewrites slices of a padded array so that a fused producer runs twice, up to 10×
+        # slower when the producer is a stochastic rounding)
+        x = jnp.concatenate([x[..., : n - p] + x[..., p:], x[..., n - p : p]], axis=-1)
     while x.shape[-1] > 1:
         h = x.shape[-1] // 2
         x = x[..., :h] + x[..., h:]
@@ -233,15 +245,54 @@ class _State(NamedTuple):
     rec: jax.Array  # (K, T, 2) risks (quantized, clean) at the checkpoints; NaN until reached
     div_at: jax.Array  # (T,) the step at which the trial diverged; 0: it has not
     acc: jax.Array  # (T, 5, 2) per role: saturated and underflow fractions summed over steps
+    hist: dict  # role → (T, k): max|u| of the role's last k tensors (oldest first), delayed roles
 
 
-def _predraw(q, key, shape, dt):
-    """Unit noise of ``q`` drawn ahead of the sequential loop, or None (drawn inside it)."""
-    return q.draw(key, shape, dt) if hasattr(q, "draw") else None
+def _predraw(st: _Static, q, key, shape, dt):
+    """Noise of ``q`` drawn ahead of the sequential loop (unit noise of an idealized quantizer,
+    random words of a format's stochastic rounding), or None (drawn inside it, if at all)."""
+    if not hasattr(q, "draw") or (not st.predraw and isinstance(q, NumberFormat)):
+        return None
+    return q.draw(key, shape, dt)
 
 
-def _quantize(q, key, u, noise):
-    return q(key, u) if noise is None else q.apply(u, noise)
+def _quantize(q, key, u, noise, amax=None, live=None):
+    """``q(key, u)``, or with pre-drawn ``noise`` and a delayed-scaling reference ``amax``.
+
+    A number format is computed inside ``lax.cond(live, …)`` (``live``: an always-true traced
+    flag): XLA on CPU drops ``optimization_barrier`` and fuses the elementwise rounding into
+    every consumer of its result (the update, the saturation counts), computing it up to three
+    times; a conditional's result is a buffer, computed once (3–4× faster per step, measured
+    on int8, fp8_e4m3 and nvfp4 parameters).
+    """
+
+    def quantized():
+        if amax is not None:
+            return q.apply(u, q.draw(key, u.shape, u.dtype) if noise is None else noise, amax)
+        return q(key, u) if noise is None else q.apply(u, noise)
+
+    if live is None or not isinstance(q, NumberFormat):
+        return quantized()
+    return jax.lax.cond(live, quantized, lambda: jnp.zeros(u.shape, u.dtype))
+
+
+def _history_max(hist: jax.Array) -> jax.Array:
+    """The delayed-scaling reference: the largest amax of the last ``k`` steps (axis −1)."""
+    return jnp.max(hist, axis=-1)
+
+
+def _windowed_refs(hist: jax.Array, amax: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """References of a block of ``L`` steps of a role quantized ahead of the loop.
+
+    ``hist``: ``(T, k)`` the amaxes of the ``k`` steps before the block (oldest first);
+    ``amax``: ``(L, T)`` the block's own. Step ``j`` of the block gets the max over steps
+    ``j−k … j−1`` (only earlier steps); returns those ``(L, T)`` and the history after the
+    block, ``(T, k)``.
+    """
+    k, L = hist.shape[-1], amax.shape[0]
+    seq = jnp.concatenate([hist.T, amax], axis=0)  # (k + L, T)
+    ref = jax.lax.reduce_window(seq, -jnp.inf, jax.lax.max, (k, 1), (1, 1), "VALID")[:L]
+    return ref, seq[L:].T
 
 
 def _gaussian(st: _Static, key, sqrt_lam, c, shape, dt):
@@ -251,73 +302,85 @@ def _gaussian(st: _Static, key, sqrt_lam, c, shape, dt):
     return x if st.coords == "eigen" else x @ c["basis"].T
 
 
-def _draw_batch(st: _Static, keys, scheme: Scheme, c):
-    """Everything random of one step for one trial that does not depend on ``w``.
-
-    Returns ``(Q_d(X_t), Q_l(y_t), noise, stats)``: ``noise`` holds the pre-drawn unit noise of
-    the parameter, activation and output-gradient quantizers, ``stats`` the saturated and
-    underflow fractions of number-format data and label quantizers. A whole block of steps is
-    drawn in one vectorised pass: large draws are several times cheaper per number than
-    per-step ones.
-    """
+def _draw_inputs(st: _Static, keys, c):
+    """The raw batch of one step for one trial: ``(X_t, y_t)``, or ``(Q_d(X_t), y_t)`` drawn
+    directly under the additive-Gaussian data shortcut."""
     B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
     if st.fast_data:
         Xq = _gaussian(st, keys[_FEATURES], c["sqrt_lam_q"], c, (B, d), dt)
         y = _rowsum(Xq * c["w_star_q"]) + c["y_sd_q"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
-    else:
-        if st.coords == "empirical":  # rows of the data, uniformly with replacement
-            idx = prng.index(keys[_FEATURES], (B,), c["rows"].shape[0])
-            X, y = c["rows"][idx], c["targets"][idx]
-        else:
-            X = _gaussian(st, keys[_FEATURES], c["sqrt_lam"], c, (B, d), dt)
-            noise = c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
-            y = _rowsum(X * c["w_star"]) + noise
-        Xq = scheme.data(keys[_ROLE_ID["data"]], X)
-    yq = scheme.labels(keys[_ROLE_ID["labels"]], y)
+        return Xq, y
+    if st.coords == "empirical":  # rows of the data, uniformly with replacement
+        idx = prng.index(keys[_FEATURES], (B,), c["rows"].shape[0])
+        return c["rows"][idx], c["targets"][idx]
+    X = _gaussian(st, keys[_FEATURES], c["sqrt_lam"], c, (B, d), dt)
+    noise = c["sqrt_noise"] * prng.normal(keys[_LABEL_NOISE], (B,), dt)
+    return X, _rowsum(X * c["w_star"]) + noise
+
+
+def _draw_batch(st: _Static, keys, X, y, refs, scheme: Scheme, storage, live):
+    """Everything random of one step for one trial that does not depend on ``w``.
+
+    Returns ``(Q_d(X_t), Q_l(y_t), noise, stats)``: ``noise`` holds the pre-drawn noise of
+    the parameter, activation, output-gradient and storage quantizers (unit noise of an
+    idealized quantizer, random words of a format), ``stats`` the saturated and underflow
+    fractions of number-format data and label quantizers; ``refs``: delayed-scaling references
+    of data and labels. A whole block of steps is drawn in one vectorised pass: large draws
+    are several times cheaper per number than per-step ones.
+    """
+    B, d, dt = st.batch, st.d, jnp.dtype(st.dtype)
+    Xq = X if st.fast_data else _quantize(scheme.data, keys[_ROLE_ID["data"]], X, None,
+                                          refs.get("data"), live)  # fmt: skip
+    yq = _quantize(scheme.labels, keys[_ROLE_ID["labels"]], y, None, refs.get("labels"), live)
     stats = {}
     if "data" in st.stats_roles:
-        stats["data"] = jnp.stack(scheme.data.stats(X, Xq))
+        stats["data"] = jnp.stack(scheme.data.stats(X, Xq, refs.get("data")))
     if "labels" in st.stats_roles:
-        stats["labels"] = jnp.stack(scheme.labels.stats(y, yq))
+        stats["labels"] = jnp.stack(scheme.labels.stats(y, yq, refs.get("labels")))
     kp = keys[_ROLE_ID["params"]]
     noise = {
         "params": prng.normal(kp, (B,), dt)
         if st.fast_params
-        else _predraw(scheme.params, kp, (d,), dt),
-        "activations": _predraw(scheme.activations, keys[_ROLE_ID["activations"]], (B,), dt),
-        "grads": _predraw(scheme.grads, keys[_ROLE_ID["grads"]], (B,), dt),
+        else _predraw(st, scheme.params, kp, (d,), dt),
+        "activations": _predraw(st, scheme.activations, keys[_ROLE_ID["activations"]], (B,), dt),
+        "grads": _predraw(st, scheme.grads, keys[_ROLE_ID["grads"]], (B,), dt),
+        "storage": _predraw(st, storage, keys[_STORAGE], (d,), dt) if st.storage else None,
     }
     return Xq, yq, noise, stats
 
 
-def _update(st: _Static, keys, w, Xq, yq, noise, scheme: Scheme, storage, c, lr):
+def _update(st: _Static, keys, w, Xq, yq, noise, hist, scheme: Scheme, storage, c, lr):
     """``w + (γ/B)·Q_d(X)ᵀ Q_o(Q_l(y) − Q_a(Q_d(X) Q_p(w)))`` (SPEC §2) for one trial.
 
-    Returns the new weights (stored through ``storage`` when set) and the saturated and
-    underflow fractions of number-format parameter, activation and gradient quantizers.
+    Returns the new weights (stored through ``storage`` when set), the saturated and
+    underflow fractions of number-format parameter, activation and gradient quantizers, and
+    the amax histories of their delayed-scaled roles, advanced by this step.
     """
     B, dt = st.batch, jnp.dtype(st.dtype)
-    stats = {}
+    stats, hist = {}, dict(hist)
+
+    def quantize(role, u):
+        q, ref = getattr(scheme, role), None
+        if role in hist:  # delayed scaling: the reference of the last k steps, then this one's
+            ref = _history_max(hist[role])
+            hist[role] = jnp.concatenate([hist[role][1:], q.amax(u)[None]])
+        uq = _quantize(q, keys[_ROLE_ID[role]], u, noise[role], ref, c["live"])
+        if role in st.stats_roles:
+            stats[role] = jnp.stack(q.stats(u, uq, ref))
+        return uq
+
     if st.fast_params:
         s = Xq if st.fast_params == "additive" else Xq * w
         norm = jnp.sqrt(_rowsum(s * s))
         a0 = _rowsum(Xq * w) + jnp.sqrt(scheme.params.eps.astype(dt)) * norm * noise["params"]
     else:
-        wq = _quantize(scheme.params, keys[_ROLE_ID["params"]], w, noise["params"])
-        if "params" in st.stats_roles:
-            stats["params"] = jnp.stack(scheme.params.stats(w, wq))
-        a0 = _rowsum(Xq * wq)
-    a = _quantize(scheme.activations, keys[_ROLE_ID["activations"]], a0, noise["activations"])
-    r = yq - a
-    g = _quantize(scheme.grads, keys[_ROLE_ID["grads"]], r, noise["grads"])
-    if "activations" in st.stats_roles:
-        stats["activations"] = jnp.stack(scheme.activations.stats(a0, a))
-    if "grads" in st.stats_roles:
-        stats["grads"] = jnp.stack(scheme.grads.stats(r, g))
+        a0 = _rowsum(Xq * quantize("params", w))
+    r = yq - quantize("activations", a0)
+    g = quantize("grads", r)
     w_new = w + (lr / B) * _rowsum((g[:, None] * Xq).T)
     if st.storage:
-        w_new = storage(keys[_STORAGE], w_new)
-    return w_new, stats
+        w_new = _quantize(storage, keys[_STORAGE], w_new, noise["storage"], None, c["live"])
+    return w_new, stats, hist
 
 
 def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
@@ -336,7 +399,7 @@ def _probe_risk(st: _Static, key, it, scheme: Scheme, c):
     else:
         X = _gaussian(st, prng.derive(key, 0), c["sqrt_lam"], c, (groups, st.batch, st.d), dt)
     keys = prng.derive(prng.derive(key, 1), jnp.arange(groups, dtype=jnp.uint32))
-    Xq = jax.vmap(scheme.data)(keys, X)
+    Xq = jax.vmap(lambda k, x: _quantize(scheme.data, k, x, None, None, c["live"]))(keys, X)
     e = _rowsum(X * c["w_star"]) - _rowsum(Xq * it)
     return 0.5 * _rowsum(_rowsum(e * e)) / (groups * st.batch)
 
@@ -368,10 +431,16 @@ def _chunk_fn(st: _Static, block: int):
     (random-number generation is the floor, and large draws are several times cheaper per
     number than per-step ones); an inner scan then applies the sequential updates.
     """
-    draw = jax.vmap(jax.vmap(functools.partial(_draw_batch, st), (0, None, None)), (0, None, None))
+
+    def over_steps_and_trials(fn, *axes):
+        return jax.vmap(jax.vmap(fn, axes), axes)
+
+    draw_inputs = over_steps_and_trials(functools.partial(_draw_inputs, st), 0, None)
+    draw = over_steps_and_trials(functools.partial(_draw_batch, st), 0, 0, 0, 0, None, None, None)
     update = jax.vmap(
-        functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, None, None, None, None)
+        functools.partial(_update, st), in_axes=(0, 0, 0, 0, 0, 0, None, None, None, None)
     )
+    ahead = tuple((r, k) for r, k in st.delayed if r in ("data", "labels"))
     streams = jnp.arange(_N_STREAMS, dtype=jnp.uint32)
     roles = {r: i for i, r in enumerate(ROLES)}
 
@@ -383,7 +452,11 @@ def _chunk_fn(st: _Static, block: int):
 
         def step(s: _State, x):
             t, active, ck, sn, lr, keys, Xq, yq, noise, data_stats = x
-            w_new, stats = update(keys, s.w, Xq, yq, noise, scheme, storage, c, lr)
+            loop_hist = {r: h for r, h in s.hist.items() if r not in ("data", "labels")}
+            w_new, stats, loop_hist = update(
+                keys, s.w, Xq, yq, noise, loop_hist, scheme, storage, c, lr
+            )
+            hist = {**s.hist, **loop_hist}
             acc = add_stats(add_stats(s.acc, data_stats, active), stats, active)
             nrm = _rowsum(w_new * w_new)
             bad = (~jnp.isfinite(nrm) | (nrm > c["limit"])) & active
@@ -406,7 +479,7 @@ def _chunk_fn(st: _Static, block: int):
                 return r.at[ck].set(_risks(st, it, probe_keys, scheme, c))
 
             rec = jax.lax.cond(ck >= 0, record, lambda r: r, s.rec)
-            return _State(w, S, snaps, rec, div_at, acc), None
+            return _State(w, S, snaps, rec, div_at, acc, hist), None
 
         def block_body(state, xb):
             t = xb[0]
@@ -415,7 +488,14 @@ def _chunk_fn(st: _Static, block: int):
                 t.astype(jnp.uint32)[:, None, None],
                 streams[None, None, :],
             )
-            Xq, yq, noise, data_stats = draw(keys, scheme, c)
+            X, y = draw_inputs(keys, c)
+            refs, hist = {}, dict(state.hist)
+            for role, _ in ahead:  # delayed data/label scales: windows over earlier steps
+                q, u = getattr(scheme, role), X if role == "data" else y
+                amax = jax.vmap(jax.vmap(q.amax))(u)
+                refs[role], hist[role] = _windowed_refs(hist[role], amax)
+            Xq, yq, noise, data_stats = draw(keys, X, y, refs, scheme, storage, c["live"])
+            state = state._replace(hist=hist)
             return jax.lax.scan(step, state, (*xb, keys, Xq, yq, noise, data_stats))[0], None
 
         blocks = jax.tree_util.tree_map(lambda a: a.reshape(-1, block, *a.shape[1:]), xs)
@@ -460,6 +540,10 @@ class _Engine:
             probe_risk=not has_closed_form(self.scheme.data),
             stats_roles=tuple(r for r, q in self.scheme.items() if hasattr(q, "stats")),
             storage=sgd.storage is not None,
+            delayed=tuple(
+                (r, q.history) for r, q in self.scheme.items() if getattr(q, "history", 0) > 0
+            ),
+            predraw=_PREDRAW,
         )
         self.ckpts = checkpoints
         self.trial_chunk = trial_chunk
@@ -500,6 +584,7 @@ class _Engine:
             c["y_sd_q"] = np.sqrt(problem.noise + 2 * approx_err(problem, self.scheme.data))
         self.consts = {k: jnp.asarray(v, self.dtype) for k, v in c.items()}
         self.consts["snap_of"] = jnp.asarray(snap_of, jnp.int32)
+        self.consts["live"] = jnp.asarray(True)  # traced: see _quantize
         as_dtype = functools.partial(jax.tree_util.tree_map, lambda v: jnp.asarray(v, self.dtype))
         self.scheme = as_dtype(self.scheme)
         self.storage = as_dtype(sgd.storage)
@@ -514,6 +599,7 @@ class _Engine:
             rec=jnp.full((K, T, 2), jnp.nan, self.dtype),
             div_at=jnp.zeros((T,), jnp.int32),
             acc=jnp.zeros((T, len(ROLES), 2), self.dtype),
+            hist={r: jnp.zeros((T, k), self.dtype) for r, k in self.static.delayed},
         )
 
     def chunk_inputs(self, start: int) -> tuple:

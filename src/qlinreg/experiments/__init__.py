@@ -13,6 +13,7 @@ ORDER = (
     "target_ablation",
     "fp_vs_int",
     "spectral_distortion",
+    "format_choices",
     "step_size",
     "real_data",
     "corollary_4_2",
@@ -30,6 +31,7 @@ def __getattr__(name: str):
     from qlinreg.experiments import base
     from qlinreg.experiments import corollary as _corollary  # noqa: F401  (registers recipes)
     from qlinreg.experiments import extensions as _extensions  # noqa: F401  (registers recipes)
+    from qlinreg.experiments import format_choices as _choices  # noqa: F401  (registers recipes)
     from qlinreg.experiments import formats as _formats  # noqa: F401  (registers recipes)
     from qlinreg.experiments import large_d as _large_d  # noqa: F401  (registers recipes)
     from qlinreg.experiments import paper as _paper  # noqa: F401  (registers recipes)

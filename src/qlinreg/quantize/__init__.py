@@ -7,6 +7,7 @@ from qlinreg.quantize.formats import (
     IntFormat,
     MXFormat,
     NumberFormat,
+    NVFP4Format,
     with_rounding,
 )
 from qlinreg.quantize.idealized import (
@@ -25,6 +26,7 @@ __all__ = [
     "FloatFormat",
     "IntFormat",
     "MXFormat",
+    "NVFP4Format",
     "NumberFormat",
     "formats_table",
     "measure_epsilon",

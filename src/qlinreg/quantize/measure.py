@@ -36,6 +36,7 @@ from qlinreg.quantize.formats import (
     IntFormat,
     MXFormat,
     NumberFormat,
+    NVFP4Format,
 )
 from qlinreg.quantize.rounding import check_rounding
 from qlinreg.quantize.scheme import Quantizer, parse_quantizer
@@ -58,15 +59,21 @@ TABLE_FORMATS: tuple[str, ...] = (
     "fp16",
     "fp8_e4m3",
     "fp8_e5m2",
+    "fp8_e4m3fnuz",
+    "fp8_e5m2fnuz",
     "fp6_e3m2",
     "fp6_e2m3",
     "fp4_e2m1",
+    "fp4_e2m1:tensor",
     "mxfp8_e4m3",
+    "mxfp8_e4m3:rceil",
     "mxfp8_e5m2",
     "mxfp6_e3m2",
     "mxfp6_e2m3",
     "mxfp4",
+    "mxfp4:rceil",
     "mxint8",
+    "nvfp4",
 )
 """Formats of the ``qlinreg formats`` table, in order."""
 
@@ -190,8 +197,8 @@ def _estimate(u: np.ndarray, uq: np.ndarray, bins: int) -> EpsilonEstimate:
 def paper_epsilon(q: NumberFormat) -> tuple[str, int, float]:
     """The paper's rough mapping (SPEC §3): ``(model, bits, ε)``.
 
-    INT with ``b`` bits (and MXINT8, ``b = 8``) → additive ``2^(−2b)``; FP (and MXFP) with
-    ``m`` mantissa bits → multiplicative ``2^(−2m)``.
+    INT with ``b`` bits (and MXINT8, ``b = 8``) → additive ``2^(−2b)``; FP (and MXFP, NVFP4)
+    with ``m`` mantissa bits → multiplicative ``2^(−2m)``.
     """
     if isinstance(q, IntFormat):
         return "additive", q.bits, 2.0 ** (-2 * q.bits)
@@ -202,13 +209,16 @@ def paper_epsilon(q: NumberFormat) -> tuple[str, int, float]:
         return "multiplicative", m, 2.0 ** (-2 * m)
     if isinstance(q, FloatFormat):
         return "multiplicative", q.man_bits, 2.0 ** (-2 * q.man_bits)
+    if isinstance(q, NVFP4Format):
+        return "multiplicative", 1, 2.0**-2
     raise TypeError(f"paper_epsilon needs a number format, got {type(q).__name__}")
 
 
 @jax.jit
 def _quantize_with_stats(q: NumberFormat, key: jax.Array, u: jax.Array):
     uq = q(key, u)
-    return uq, q.stats(u, uq)
+    blocks = q.block_max_saturated(u) if isinstance(q, MXFormat) else jnp.nan
+    return uq, (*q.stats(u, uq), blocks)
 
 
 def _paper_samples(role: str, dim: int, rows: int, batch: int, key: jax.Array) -> jax.Array:
@@ -244,7 +254,8 @@ def formats_table(
         One row per format: ``format, family, paper_model, paper_bits, paper_eps,
         eps_additive, eps_multiplicative, measured_model, measured_eps`` (the ε of the
         measured model), ``ratio`` (measured over paper ε, when the models agree),
-        ``slope, bias, saturated, underflow``.
+        ``slope, bias, saturated, underflow`` and ``blocks_saturated`` (MX: the fraction of
+        nonzero blocks whose maximum saturates; NaN for other formats).
     """
     check_rounding(rounding)
     if role not in ("data", "labels"):
@@ -259,7 +270,7 @@ def formats_table(
         q = parse_quantizer(f"{name}:{rounding}")
         if not isinstance(q, NumberFormat):
             raise ValueError(f"{name!r} is not a number format")
-        uq, (sat, under) = _quantize_with_stats(q, prng.derive(root, 1, i), u)
+        uq, (sat, under, blocks) = _quantize_with_stats(q, prng.derive(root, 1, i), u)
         est = _estimate(np.asarray(u), np.asarray(uq), bins=32)
         pm, pb, pe = paper_epsilon(q)
         meps = est.eps_additive if est.model == "additive" else est.eps_multiplicative
@@ -279,6 +290,7 @@ def formats_table(
                 "bias": est.bias,
                 "saturated": float(sat),
                 "underflow": float(under),
+                "blocks_saturated": float(blocks),
             }
         )
     return pd.DataFrame(out)

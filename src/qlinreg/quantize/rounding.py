@@ -19,14 +19,26 @@ Rounding modes (``x`` between neighbouring grid points ``lo < x < hi``, magnitud
   variance ``(x − lo)(hi − x)``. The probability is exact whenever the spacing is at most
   ``2^32`` (float32 input) or ``2^64`` (float64) input ulps, i.e. for every input in the
   format's normal range; below that it is truncated to 32 (64) bits, a bias under ``2^-32``
-  (``2^-64``) of the spacing.
-- ``nearest_even``: nearer point; a tie goes to the point with an even last mantissa bit
+  (``2^-64``) of the spacing. With ``sr_bits = k`` (1 … 32) it is the hardware rule instead:
+  ``hi`` iff ``r < ⌊f·2^k⌋`` for ``r`` the top ``k`` bits of the random word and
+  ``f = (x − lo)/(hi − lo)``, so ``P(hi) = ⌊f·2^k⌋/2^k``: the discarded bits below the top
+  ``k`` are truncated, a bias toward zero of up to ``2^-k`` of the spacing (gfloat's
+  ``StochasticFastest`` with ``srnumbits = k``).
+- ``nearest_even``: nearer point; a tie goes to the point with an even last code bit
   (IEEE 754 roundTiesToEven); in the gap ``(0, 2^emin)`` of a grid without subnormals, to 0.
 - ``nearest_away``: nearer point; a tie goes to the larger magnitude (roundTiesToAway).
 - ``toward_zero``: ``lo`` (truncation); a finite input never overflows (IEEE 754: saturates).
+- ``toward_positive`` / ``toward_negative``: the neighbour above / below ``x`` on the real line
+  (IEEE 754 roundTowardPositive / roundTowardNegative); a finite input overflowing in the
+  direction of zero saturates, as IEEE 754 specifies.
+- ``to_odd``: ``x`` if it is on the grid, else whichever neighbour has an odd last code bit
+  (round-to-odd; it makes a later rounding to fewer bits free of double-rounding error).
 
-Overflow (the rounded magnitude exceeds the largest finite one, or the input is ±inf):
-``saturate`` gives ±max, ``inf`` gives ±inf, ``nan`` gives NaN. NaN inputs give NaN.
+The last code bit is the last mantissa bit (for ``m = 0`` the last exponent-field bit, as
+gfloat defines it). Overflow (the rounded magnitude exceeds the largest finite one, or the
+input is ±inf): ``saturate`` gives ±max, ``inf`` gives ±inf, ``nan`` gives NaN. NaN inputs give
+NaN. A grid without a negative zero (``signed_zero=False``: the FNUZ formats) returns +0 for
+every zero result.
 """
 
 from __future__ import annotations
@@ -48,15 +60,34 @@ __all__ = [
     "Overflow",
     "Rounding",
     "check_rounding",
+    "check_sr_bits",
     "floor_log2",
     "out_of_range",
+    "random_words",
     "round_to_grid",
 ]
 
-Rounding = Literal["stochastic", "nearest_even", "nearest_away", "toward_zero"]
-ROUNDINGS: tuple[str, ...] = ("stochastic", "nearest_even", "nearest_away", "toward_zero")
+Rounding = Literal[
+    "stochastic",
+    "nearest_even",
+    "nearest_away",
+    "toward_zero",
+    "toward_positive",
+    "toward_negative",
+    "to_odd",
+]
+ROUNDINGS: tuple[str, ...] = (
+    "stochastic",
+    "nearest_even",
+    "nearest_away",
+    "toward_zero",
+    "toward_positive",
+    "toward_negative",
+    "to_odd",
+)
 Overflow = Literal["saturate", "inf", "nan"]
 OVERFLOWS: tuple[str, ...] = ("saturate", "inf", "nan")
+SR_BITS_MAX = 32
 
 
 def check_rounding(rounding: object) -> str:
@@ -64,6 +95,24 @@ def check_rounding(rounding: object) -> str:
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}; got {rounding!r}")
     return str(rounding)
+
+
+def check_sr_bits(sr_bits: object, rounding: str, owner: str = "rounding") -> int | None:
+    """``sr_bits`` (``None``: exact stochastic rounding, or an integer in [1, 32] that only
+    ``stochastic`` rounding takes), else a ``ValueError`` naming it."""
+    if sr_bits is None:
+        return None
+    ok = isinstance(sr_bits, int | np.integer) and not isinstance(sr_bits, bool)
+    if not ok or not 1 <= sr_bits <= SR_BITS_MAX:
+        raise ValueError(
+            f"{owner}: sr_bits must be an integer in [1, {SR_BITS_MAX}] or None (exact), "
+            f"got {sr_bits!r}"
+        )
+    if rounding != "stochastic":
+        raise ValueError(
+            f"{owner}: sr_bits={sr_bits} needs rounding='stochastic', got {rounding!r}"
+        )
+    return int(sr_bits)
 
 
 @dataclass(frozen=True)
@@ -77,6 +126,7 @@ class Grid:
         max_sig, max_exp: largest positive value ``max_sig·2^max_exp`` (``max_sig ≥ 0``).
         neg_sig, neg_exp: largest negative magnitude (``None``: the same as the positive one).
         overflow: what a value rounded past the largest magnitude becomes.
+        signed_zero: whether −0 exists (False for FNUZ formats: zero results are +0).
     """
 
     man_bits: int
@@ -87,6 +137,7 @@ class Grid:
     overflow: Overflow = "saturate"
     neg_sig: int | None = None
     neg_exp: int | None = None
+    signed_zero: bool = True
 
     @property
     def max_value(self) -> float:
@@ -197,22 +248,38 @@ def _limits(grid: Grid, offset, lay: _Layout) -> tuple[jax.Array, jax.Array]:
     return pos, _limit_bits(grid.neg_sig, neg_exp, offset, lay)
 
 
-def _random_words(key: jax.Array, shape: tuple[int, ...], lay: _Layout) -> jax.Array:
-    """One uniform ``width``-bit word per element: Threefry-2x32 of :mod:`qlinreg.prng` with the
-    element's flat index as counter (float64 takes both output words, float32 the first).
+def random_words(key: jax.Array, shape: tuple[int, ...], dtype) -> jax.Array:
+    """The random words of stochastic rounding for an input of ``shape`` and ``dtype``: one
+    uniform ``uint32`` (float32 input) or ``uint64`` (float64) per element.
 
+    Threefry-2x32 of :mod:`qlinreg.prng` with the element's flat index as counter (float64 takes
+    both output words, float32 the first). A pure function of ``(key, shape)``: drawing them
+    ahead (``q.draw``) and rounding later (``q.apply``) gives the numbers of ``q(key, u)``.
     One counter per element, shaped like the output, lets XLA fuse the generator into the
-    rounding (about 8× faster on CPU than drawing a flat stream and reshaping it).
+    rounding (about 8× faster on CPU than drawing a flat stream and reshaping it). Using both
+    output words for two entries would halve the generator's work when the words are drawn
+    ahead, but fused into a rounding the two halves are computed separately, and into NVFP4's
+    blocks 5.5× slower than this (measured: 26 vs 145 M values/s).
     """
+    lay = _layout(dtype)
+    shape = tuple(shape)
     n = int(np.prod(shape, dtype=np.int64))
     if n >= 2**32:
         raise ValueError(f"stochastic rounding draws at most 2**32 − 1 values per call, got {n}")
     key = jnp.asarray(key, jnp.uint32)
     ctr = lax.iota(jnp.uint32, n).reshape(shape)
-    y0, y1 = prng.threefry2x32(key[..., 0], key[..., 1], ctr, jnp.uint32(0))
+    y0, y1 = prng.threefry2x32(key[0], key[1], ctr, jnp.uint32(0))
     if lay.width == 32:
         return y0
     return (y0.astype(lay.uint) << lay.c(32)) | y1.astype(lay.uint)
+
+
+def _code_odd(k: jax.Array, t: jax.Array, low: jax.Array, grid: Grid, lay: _Layout) -> jax.Array:
+    """Whether the grid point ``k·2^t`` has an odd last code bit: its last mantissa bit, or for
+    ``m = 0`` (one point per binade) the last bit of its exponent field ``t − low + 1``."""
+    if grid.man_bits > 0:
+        return (k & lay.c(1)) == 1
+    return (k != 0) & (((t - low + 1) & 1) == 1)
 
 
 def round_to_grid(
@@ -221,6 +288,9 @@ def round_to_grid(
     rounding: Rounding,
     key: jax.Array | None = None,
     offset: jax.Array | int = 0,
+    *,
+    words: jax.Array | None = None,
+    sr_bits: int | None = None,
 ) -> jax.Array:
     """Round ``x`` (float32/float64) onto ``grid·2^offset`` with the given rounding mode.
 
@@ -228,8 +298,11 @@ def round_to_grid(
         x: values; the result has the same shape and dtype.
         grid: the format's magnitudes and overflow rule.
         rounding: one of :data:`ROUNDINGS` (see the module docstring for tie rules).
-        key: ``uint32[2]`` :mod:`qlinreg.prng` key, needed by ``stochastic`` only.
+        key: ``uint32[2]`` :mod:`qlinreg.prng` key: ``stochastic`` draws its words from it
+            (:func:`random_words`) unless ``words`` are given.
         offset: integer exponent shift of the grid, broadcastable to ``x`` (a scale ``2^offset``).
+        words: pre-drawn random words of ``stochastic`` rounding, shaped like ``x``.
+        sr_bits: ``stochastic`` with ``k`` random bits (hardware rule), ``None``: exact.
     """
     x = jnp.asarray(x)
     lay = _layout(x.dtype)
@@ -244,36 +317,57 @@ def round_to_grid(
     k_lo = _shr(sig, shift, lay)
     rem = sig - _shl(k_lo, shift, lay)
     half = _shl(lay.c(1), shift - 1, lay)
+    neg = sign != 0
+    inexact = rem > 0
     if rounding == "nearest_even":
-        up = (rem > half) | ((rem == half) & ((k_lo & lay.c(1)) == 1))
+        up = (rem > half) | ((rem == half) & _code_odd(k_lo, t, low, grid, lay))
     elif rounding == "nearest_away":
         up = rem >= half
     elif rounding == "toward_zero":
         up = jnp.zeros(x.shape, bool)
+    elif rounding == "toward_positive":
+        up = ~neg & inexact
+    elif rounding == "toward_negative":
+        up = neg & inexact
+    elif rounding == "to_odd":
+        up = inexact & ~_code_odd(k_lo, t, low, grid, lay)
     elif rounding == "stochastic":
-        if key is None:
-            raise ValueError("stochastic rounding needs a key (a uint32[2] qlinreg.prng key)")
+        if words is None:
+            if key is None:
+                raise ValueError(
+                    "stochastic rounding needs a key (a uint32[2] qlinreg.prng key) or words"
+                )
+            words = random_words(key, x.shape, x.dtype)
         # P(up) = thr/2^width = rem/2^shift, exact when shift ≤ width.
         thr = jnp.where(
             shift <= lay.width, _shl(rem, lay.width - shift, lay), _shr(rem, shift - lay.width, lay)
         )
-        up = _random_words(key, x.shape, lay) < thr
+        if sr_bits is not None:  # compare the top k random bits with the top k discarded bits
+            drop = lay.c(lay.width - sr_bits)
+            thr, words = thr >> drop, words >> drop
+        up = words < thr
     else:
         check_rounding(rounding)
-    up = up & (rem > 0) & (shift > 0)
+    up = up & inexact & (shift > 0)
     out = jnp.where(shift > 0, _encode(k_lo + up.astype(lay.uint), t, lay), mag)
 
-    pos, neg = _limits(grid, off, lay)
-    limit = jnp.where(sign != 0, neg, pos)
+    pos, neg_limit = _limits(grid, off, lay)
+    limit = jnp.where(neg, neg_limit, pos)
     over = out > limit
     finite_in = mag < lay.c(lay.inf)
     if grid.overflow == "saturate":
         fill = limit
     else:
         fill = lay.c(lay.inf if grid.overflow == "inf" else lay.nan)
-        if rounding == "toward_zero":
-            fill = jnp.where(finite_in, limit, fill)
-    out = jnp.where(over, fill, out) | sign
+        # IEEE 754: a directed rounding toward zero's side of x never overflows a finite x.
+        toward = {"toward_zero": True, "toward_positive": neg, "toward_negative": ~neg}
+        if rounding in toward:
+            fill = jnp.where(finite_in & toward[rounding], limit, fill)
+    out = jnp.where(over, fill, out)
+    if grid.signed_zero:
+        out = out | sign
+    else:
+        out = jnp.where(out == 0, out, out | sign)
     out = jnp.where(mag > lay.c(lay.inf), lay.c(lay.nan), out)  # NaN in, NaN out
     return lax.bitcast_convert_type(out, x.dtype)
 

@@ -30,12 +30,13 @@ Quantizer = Callable[[jax.Array, jax.Array], jax.Array]
 ``q(key, u)`` with a ``uint32[2]`` :mod:`qlinreg.prng` key; the last axis of ``u`` is the
 paper's vector."""
 
-# name → parser of the text after "KIND:" (None when there is none).
-_KINDS: dict[str, Callable[[str | None], Quantizer]] = {}
+# name → parser of the text after "KIND:" (None when there is none) and the role (None: any).
+_KINDS: dict[str, Callable[[str | None, str | None], Quantizer]] = {}
 
 
-def register_kind(name: str, parse: Callable[[str | None], Quantizer]) -> None:
-    """Make ``ROLE=name[:ARGS]`` parse with ``parse(ARGS)`` (used by number formats)."""
+def register_kind(name: str, parse: Callable[[str | None, str | None], Quantizer]) -> None:
+    """Make ``ROLE=name[:ARGS]`` parse with ``parse(ARGS, ROLE)`` (used by number formats; the
+    role lets a format pick a role's default, e.g. delayed scaling for length-``B`` vectors)."""
     _KINDS[name] = parse
 
 
@@ -51,15 +52,15 @@ def _parse_eps(kind: str, text: str | None) -> float:
     return eps
 
 
-def _scaled(cls) -> Callable[[str | None], Quantizer]:
-    def parse(args: str | None) -> Quantizer:
+def _scaled(cls) -> Callable[[str | None, str | None], Quantizer]:
+    def parse(args: str | None, role: str | None = None) -> Quantizer:
         eps_text, _, noise = (args or "").partition(":")
         return cls(_parse_eps(cls.kind, eps_text), noise or "gaussian")
 
     return parse
 
 
-def _none(args: str | None) -> Quantizer:
+def _none(args: str | None, role: str | None = None) -> Quantizer:
     if args not in (None, "", "0"):
         raise ValueError(f"quantizer kind 'none' takes no arguments, got 'none:{args}'")
     return NoQuant()
@@ -70,12 +71,19 @@ for _cls in (Additive, Multiplicative, MultiplicativeElementwise):
     register_kind(_cls.kind, _scaled(_cls))
 
 
-def parse_quantizer(text: str) -> Quantizer:
-    """``KIND[:ARGS]`` → quantizer, e.g. ``additive:0.01`` or ``multiplicative:1e-3:uniform``."""
+def parse_quantizer(text: str, role: str | None = None) -> Quantizer:
+    """``KIND[:ARGS]`` → quantizer, e.g. ``additive:0.01`` or ``multiplicative:1e-3:uniform``.
+
+    ``role`` (one of :data:`ROLES`, or ``None``) selects a format's default for that role: an
+    INT or NVFP4 format without a scaling option gets delayed scaling on labels, activations
+    and output gradients (their vectors have ``B`` entries; at ``B = 1`` an absmax scale of
+    the vector itself would represent it exactly), its per-vector scale elsewhere."""
     kind, sep, args = text.strip().partition(":")
     if kind not in _KINDS:
         raise ValueError(f"unknown quantizer kind {kind!r}; allowed: {', '.join(sorted(_KINDS))}")
-    return _KINDS[kind](args if sep else None)
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; allowed: {', '.join(ROLES)}")
+    return _KINDS[kind](args if sep else None, role)
 
 
 @partial(jax.tree_util.register_dataclass, data_fields=list(ROLES), meta_fields=[])
@@ -131,8 +139,10 @@ class Scheme:
                 before = ", ".join(map(repr, seen.values()))
                 raise ValueError(f"quant: {spec!r} must come first: it would override {before}")
             seen[role] = spec
-            q = parse_quantizer(qtext)
-            scheme = cls.all(q) if role == "all" else replace(scheme, **{role: q})
+            if role == "all":
+                scheme = cls(**{r: parse_quantizer(qtext, r) for r in ROLES})
+            else:
+                scheme = replace(scheme, **{role: parse_quantizer(qtext, role)})
         return scheme
 
     def items(self) -> list[tuple[str, Quantizer]]:

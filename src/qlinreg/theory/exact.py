@@ -341,6 +341,15 @@ def _moment_plan(
                 f"the surrogate option (surrogate=True, --surrogate) replaces it by an idealized "
                 f"model, an approximation"
             )
+    for role in ("data", "labels"):
+        q = getattr(scheme, role)
+        if getattr(q, "scaling", None) == "delayed":
+            raise ValueError(
+                f"exact risk: {role}={q.label}: delayed scaling takes its scale from the amax of "
+                f"the previous steps, so consecutive steps' quantized samples are dependent and "
+                f"the recursion does not apply; simulate it, give the format a scale of its own "
+                f"(e.g. ':vector', ':tensor', INT ':scale=X'), or use the surrogate option"
+            )
     r = {
         role: ErrorMoments() if isinstance(q, NumberFormat) else error_moments(q, role)
         for role, q in scheme.items()
@@ -530,7 +539,8 @@ class ExactResult:
             quadrature), ``estimated`` (from sampled rows: :attr:`risk_se` is the risk's
             standard error) or ``surrogate`` (number formats replaced by idealized models).
         risk_se, risk_clean_se: standard errors of ``risk``, ``risk_clean`` from the moments'
-            sampling error (0 when ``exact``; NaN for a surrogate, whose error is a model error).
+            sampling error (0 when ``exact``; NaN for a surrogate, whose error is a model error;
+            inf when an estimated recursion is unstable: its replicas are not computed).
     """
 
     steps: np.ndarray
@@ -838,7 +848,9 @@ def exact_risk(
     plan = _moment_plan(problem, scheme, sgd.batch, samples=samples, seed=seed)
     risk, risk_clean, radius, stable = _diagonal_risks(problem, plan.dm, plan.r, sgd, ckpts, method)
     se = se_clean = None
-    if plan.replicas:
+    if plan.replicas and not stable:  # a growing risk has no standard error worth its cost
+        se = se_clean = {avg: np.full(len(ckpts), np.inf) for avg in AVERAGES}
+    elif plan.replicas:
         reps = [_diagonal_risks(problem, dm, plan.r, sgd, ckpts, method) for dm in plan.replicas]
         se = {avg: _jackknife([rep[0][avg] for rep in reps]) for avg in AVERAGES}
         se_clean = {avg: _jackknife([rep[1][avg] for rep in reps]) for avg in AVERAGES}

@@ -31,7 +31,7 @@ import numpy as np
 
 from qlinreg import prng
 from qlinreg.problem import Problem
-from qlinreg.quantize.formats import NumberFormat
+from qlinreg.quantize.formats import NumberFormat, quantize_steps
 from qlinreg.quantize.idealized import Additive, MultiplicativeElementwise
 from qlinreg.quantize.measure import measure_epsilon
 from qlinreg.quantize.scheme import ROLES, Scheme
@@ -45,12 +45,13 @@ _ENTRIES = 1 << 17  # values sampled per role
 
 def _grouped(q, batch: int):
     """``q`` applied to groups of ``batch`` consecutive rows (axis 0) as one tensor each, with
-    independent keys: the shape the engine quantizes."""
+    independent keys: the shape the engine quantizes (delayed scaling: the reference of the
+    groups before, :func:`~qlinreg.quantize.formats.quantize_steps`)."""
 
     def apply(key, u):
         groups = u.reshape(-1, batch, *u.shape[1:])
         keys = prng.derive(key, jnp.arange(groups.shape[0], dtype=jnp.uint32))
-        return jax.vmap(q)(keys, groups).reshape(u.shape)
+        return quantize_steps(q, keys, groups)[0].reshape(u.shape)
 
     return jax.jit(apply)
 
