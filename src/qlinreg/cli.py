@@ -401,7 +401,9 @@ def _run_command(options: dict, *, theory: bool) -> None:
 
 # ``qlinreg advise``: the problem and SGD options of ``run`` (so a new problem option reaches it
 # too), without those that describe one run's quantizers, Monte Carlo or output.
-_NOT_ADVISE = {"quant", "storage", "exact", "bound", "trials", "dtype", "literal", "out"}
+_NOT_ADVISE = {
+    "quant", "storage", "exact", "bound", "surrogate", "trials", "dtype", "literal", "out"
+}  # fmt: skip
 
 
 def _advise_options(
@@ -430,14 +432,16 @@ def _advise_options(
         list[str] | None,
         typer.Option(
             help="Candidate formats, comma-separated, for every role or ROLE=f1,f2 (repeatable; "
-            "default fp32 bf16 fp16, FP8/FP6/FP4, MX, int8 int4)."
+            "default fp32 bf16 fp16, FP8/FP6/FP4, MX, nvfp4, int8 int4; INT and NVFP4 take "
+            "their role's default scaling, delayed on labels, activations and gradients)."
         ),
     ] = None,
     rounding: Annotated[
         list[str] | None,
         typer.Option(
             help="Rounding tried for a format given without one: stochastic nearest_even "
-            "nearest_away toward_zero (repeatable; default the first two)."
+            "nearest_away toward_zero toward_positive toward_negative to_odd (repeatable; "
+            "default the first two)."
         ),
     ] = None,
     cost_weights: Annotated[
