@@ -21,7 +21,20 @@ ORDER = (
     "advisor",
 )
 
-__all__ = ["ORDER", "RECIPES", "Recipe", "run_recipe"]
+# ``reproduce --quick`` without ``--only``: the paper's experiments (SPEC §5: Q1, Q2, batch
+# and step sizes, each target alone; Corollaries 4.2 and 4.3), under a minute on 2 cores.
+HEADLINE = (
+    "paper_q1",
+    "paper_q2",
+    "batch_scaling",
+    "target_ablation",
+    "fp_vs_int",
+    "spectral_distortion",
+    "step_size",
+    "corollary_4_2",
+)
+
+__all__ = ["HEADLINE", "ORDER", "RECIPES", "Recipe", "run_recipe"]
 
 
 def __getattr__(name: str):

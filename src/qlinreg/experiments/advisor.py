@@ -30,13 +30,12 @@ from qlinreg.sgd import SGDConfig
 BUDGETS = (0.01, 0.1)
 CONVENTION = "clean"
 _SIZES = {
-    "tiny": {"d": 20, "N": 300, "D": 0, "N_data": 0, "trials": 16,
+    "tiny": {"d": 20, "N": 300, "D": 0, "N_data": 0, "trials": 16, "budgets": BUDGETS,
              "menu": ["fp8_e4m3", "int8"], "roundings": ["stochastic"]},
-    "quick": {"d": 50, "N": 2000, "D": 0, "N_data": 0, "trials": 32,
-              "menu": ["fp8_e4m3", "fp4_e2m1", "mxfp4", "int8", "int4"],
-              "roundings": ["stochastic"]},
-    "full": {"d": 200, "N": 10_000, "D": 100, "N_data": 2000, "trials": 64, "menu": None,
-             "roundings": ["stochastic", "nearest_even"]},
+    "quick": {"d": 50, "N": 2000, "D": 0, "N_data": 0, "trials": 32, "budgets": (0.1,),
+              "menu": ["fp8_e4m3", "fp4_e2m1", "int4"], "roundings": ["stochastic"]},
+    "full": {"d": 200, "N": 10_000, "D": 100, "N_data": 2000, "trials": 64, "budgets": BUDGETS,
+             "menu": None, "roundings": ["stochastic", "nearest_even"]},
 }  # fmt: skip
 
 
@@ -99,11 +98,12 @@ def advisor(size: str):
     sz = _SIZES[size]
     rows, figs = [], {}
     cases = settings(size)
-    fig, axes = plt.subplots(len(cases), len(BUDGETS), figsize=(11, 4 * len(cases)),
+    budgets = sz["budgets"]
+    fig, axes = plt.subplots(len(cases), len(budgets), figsize=(5.5 * len(budgets), 4 * len(cases)),
                              constrained_layout=True, squeeze=False)  # fmt: skip
     for i, (name, (problem, sgd)) in enumerate(cases.items()):
         adv = Advisor(problem, sgd, menu=sz["menu"], roundings=sz["roundings"], seed=3)
-        for j, b in enumerate(BUDGETS):
+        for j, b in enumerate(budgets):
             a = adv.advise(Budget(b, relative=True, convention=CONVENTION), trials=sz["trials"])
             for _, v in a.verification.iterrows():
                 pick = a.recommended if v["scheme"] == "recommended" else a.runner_up

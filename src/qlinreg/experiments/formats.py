@@ -112,7 +112,7 @@ _FP_INT = {
         "mc_dims": (),
         "mc_formats": (),
         "trials": 16,
-        "est_max_dim": 256,
+        "est_max_dim": 64,
         "est_samples": 1 << 12,
     },
     "full": {

@@ -26,7 +26,7 @@ MODELS = {"additive": Additive, "multiplicative": Multiplicative}
 # horizon to which the exact risk continues alone (its cost does not grow with N)
 _SIZES = {
     "tiny": {"steps": 300, "trials": 16, "q2_mc": (50,), "long": 10**4},
-    "quick": {"steps": 10_000, "trials": 16, "q2_mc": (100,), "long": 10**8},
+    "quick": {"steps": 5_000, "trials": 16, "q2_mc": (100,), "long": 10**8},
     "full": {"steps": 100_000, "trials": 100, "q2_mc": (50, 100, 200, 400), "long": 10**8},
 }
 

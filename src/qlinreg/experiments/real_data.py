@@ -55,7 +55,7 @@ AG = Scheme(activations=Additive(AG_EPS), grads=Additive(AG_EPS))
 # every B, Monte Carlo at "mc_B" in Gaussian mode, every B in empirical mode: it is cheap)
 _SIZES = {
     "tiny": {"D": 48, "steps": 300, "trials": 24, "batches": (1, 4), "mc_B": (1,)},
-    "quick": {"D": 100, "steps": 2_000, "trials": 32, "batches": (1, 4, 16), "mc_B": (1,)},
+    "quick": {"D": 64, "steps": 1_000, "trials": 24, "batches": (1, 4), "mc_B": (1,)},
     "full": {"D": 1000, "steps": 5_000, "trials": 32, "batches": (1, 4, 16), "mc_B": (1,)},
 }
 

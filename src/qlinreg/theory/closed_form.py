@@ -114,6 +114,8 @@ def _contour_body(tau, flip, C: Coefficients, m0, p0, W, s1, ds1, vectors: bool)
 
 
 _contour = jax.jit(_contour_body, static_argnames="vectors")
+_CHUNK = 16  # τ per compiled call of :func:`_contour_many` (d ≤ _CHUNK_MAX_DIM)
+_CHUNK_MAX_DIM = 4096
 
 
 @jax.jit
@@ -163,7 +165,20 @@ def contour_functionals(
     if taus.size and taus.min() < N_NODES:
         raise ValueError(f"contour_functionals needs τ ≥ {N_NODES}, got {taus.min():g}")
     s1, ds1 = _nodes(N_NODES)
-    out = _contour_many(taus, False, C, m0, p0, Ws, s1, ds1)
-    if negative:
-        out = out + _contour_many(taus, True, C, m0, p0, Ws, s1, ds1)
-    return np.asarray(out)
+    # Fixed chunks of τ (the last padded by repeating its τ) and rows padded to a multiple of 8,
+    # so calls with different numbers of checkpoints share one compilation per d; each τ is
+    # computed alone (lax.map) and padded rows are zero: the same numbers bit for bit.
+    n, w = taus.size, Ws.shape[-2]
+    chunk = _CHUNK if m0.shape[-1] <= _CHUNK_MAX_DIM else max(n, 1)  # large d: compute dominates
+    pad_n, pad_w = -n % chunk, -w % 8
+    taus = np.concatenate([taus, np.repeat(taus[-1:], pad_n)])
+    Ws = np.pad(np.concatenate([Ws, np.repeat(Ws[-1:], pad_n, axis=0)]),
+                ((0, 0), (0, pad_w), (0, 0)))  # fmt: skip
+    out = []
+    for j in range(0, taus.size, chunk):
+        part = (taus[j : j + chunk], C, m0, p0, Ws[j : j + chunk], s1, ds1)
+        r = _contour_many(part[0], False, *part[1:])
+        if negative:
+            r = r + _contour_many(part[0], True, *part[1:])
+        out.append(np.asarray(r))
+    return np.concatenate(out)[:n, :, :w]
