@@ -169,6 +169,8 @@ def contour_functionals(
     # so calls with different numbers of checkpoints share one compilation per d; each τ is
     # computed alone (lax.map) and padded rows are zero: the same numbers bit for bit.
     n, w = taus.size, Ws.shape[-2]
+    if n == 0:
+        return np.zeros((0, 3, w))
     chunk = _CHUNK if m0.shape[-1] <= _CHUNK_MAX_DIM else max(n, 1)  # large d: compute dominates
     pad_n, pad_w = -n % chunk, -w % 8
     taus = np.concatenate([taus, np.repeat(taus[-1:], pad_n)])
