@@ -16,6 +16,18 @@ SMALL = ["--dim", "8", "--steps", "300", "--trials", "8", "--decay", "1", "--lr"
 COLUMNS = ["step", "risk_mean", "risk_se", "risk_clean_mean", "risk_clean_se"]
 
 
+def test_cli_choices_agree_with_the_library():
+    """The CLI repeats some Literals to stay jax-free at start-up; they must not drift."""
+    from typing import get_args
+
+    from qlinreg import algorithm, cli, problem
+    from qlinreg.quantize import rounding
+
+    assert get_args(cli.Rounding) == rounding.ROUNDINGS == get_args(rounding.Rounding)
+    assert get_args(cli.Average) == get_args(algorithm.Average)
+    assert get_args(cli.Spectrum) == get_args(problem.SpectrumKind)
+
+
 def test_run_writes_tables_and_figure(tmp_path):
     out = tmp_path / "r"
     res = runner.invoke(

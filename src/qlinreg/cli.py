@@ -23,6 +23,8 @@ from typer.core import TyperGroup
 
 from qlinreg.experiments import ORDER
 
+# The choices below repeat the library's Literals (qlinreg.quantize.rounding and others import
+# jax; `qlinreg --help` should not): tests/test_cli.py checks that each copy agrees.
 Spectrum = Literal["power_law", "exponential"]
 DataMode = Literal["gaussian", "empirical"]
 SketchQuantize = Literal["after", "before"]

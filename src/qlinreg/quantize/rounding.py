@@ -44,7 +44,7 @@ every zero result.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -76,15 +76,7 @@ Rounding = Literal[
     "toward_negative",
     "to_odd",
 ]
-ROUNDINGS: tuple[str, ...] = (
-    "stochastic",
-    "nearest_even",
-    "nearest_away",
-    "toward_zero",
-    "toward_positive",
-    "toward_negative",
-    "to_odd",
-)
+ROUNDINGS: tuple[str, ...] = get_args(Rounding)
 Overflow = Literal["saturate", "inf", "nan"]
 OVERFLOWS: tuple[str, ...] = ("saturate", "inf", "nan")
 SR_BITS_MAX = 32
