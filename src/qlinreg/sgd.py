@@ -48,7 +48,7 @@ from qlinreg.algorithm import (
 )
 from qlinreg.interrupt import interrupt_flag
 from qlinreg.problem import Problem, draw_features
-from qlinreg.quantize.formats import NumberFormat
+from qlinreg.quantize.formats import NumberFormat, windowed_refs
 from qlinreg.quantize.idealized import NoQuant, error_moments
 from qlinreg.quantize.scheme import ROLES, Scheme
 from qlinreg.theory.quantized_data import (
@@ -281,20 +281,6 @@ def _history_max(hist: jax.Array) -> jax.Array:
     return jnp.max(hist, axis=-1)
 
 
-def _windowed_refs(hist: jax.Array, amax: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """References of a block of ``L`` steps of a role quantized ahead of the loop.
-
-    ``hist``: ``(T, k)`` the amaxes of the ``k`` steps before the block (oldest first);
-    ``amax``: ``(L, T)`` the block's own. Step ``j`` of the block gets the max over steps
-    ``j−k … j−1`` (only earlier steps); returns those ``(L, T)`` and the history after the
-    block, ``(T, k)``.
-    """
-    k, L = hist.shape[-1], amax.shape[0]
-    seq = jnp.concatenate([hist.T, amax], axis=0)  # (k + L, T)
-    ref = jax.lax.reduce_window(seq, -jnp.inf, jax.lax.max, (k, 1), (1, 1), "VALID")[:L]
-    return ref, seq[L:].T
-
-
 def _gaussian(st: _Static, key, sqrt_lam, c, shape, dt):
     """Gaussian feature rows ``√λ ⊙ z`` in the eigenbasis, rotated to the data's coordinates
     (``· Uᵀ``) for a dense problem."""
@@ -493,7 +479,7 @@ def _chunk_fn(st: _Static, block: int):
             for role, _ in ahead:  # delayed data/label scales: windows over earlier steps
                 q, u = getattr(scheme, role), X if role == "data" else y
                 amax = jax.vmap(jax.vmap(q.amax))(u)
-                refs[role], hist[role] = _windowed_refs(hist[role], amax)
+                refs[role], hist[role] = windowed_refs(hist[role], amax)
             Xq, yq, noise, data_stats = draw(keys, X, y, refs, scheme, storage, c["live"])
             state = state._replace(hist=hist)
             return jax.lax.scan(step, state, (*xb, keys, Xq, yq, noise, data_stats))[0], None

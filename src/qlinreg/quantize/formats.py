@@ -78,6 +78,7 @@ __all__ = [
     "NVFP4Format",
     "NumberFormat",
     "quantize_steps",
+    "windowed_refs",
     "with_rounding",
 ]
 
@@ -250,6 +251,21 @@ def _rceil_exponent(amax: jax.Array, grid: Grid) -> jax.Array:
     return jnp.where(amax > 0, s, 0)
 
 
+def windowed_refs(hist: jax.Array, amax: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Delayed-scaling references of a block of ``L`` steps (the engine's, for a role quantized
+    ahead of the loop; :func:`quantize_steps`).
+
+    ``hist``: ``(T, k)`` the amaxes of the ``k`` steps before the block (oldest first);
+    ``amax``: ``(L, T)`` the block's own. Step ``j`` of the block gets the max over steps
+    ``j−k … j−1`` (only earlier steps); returns those ``(L, T)`` and the history after the
+    block, ``(T, k)``.
+    """
+    k, L = hist.shape[-1], amax.shape[0]
+    seq = jnp.concatenate([hist.T, amax], axis=0)  # (k + L, T)
+    ref = lax.reduce_window(seq, -jnp.inf, lax.max, (k, 1), (1, 1), "VALID")[:L]
+    return ref, seq[L:].T
+
+
 def quantize_steps(q, keys: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array | None]:
     """``q`` on each step's tensor ``u[k]`` with its own key ``keys[k]``: ``(Q(u), amax)``.
 
@@ -262,8 +278,7 @@ def quantize_steps(q, keys: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Arr
         return jax.vmap(q)(keys, u), None
     a = jax.vmap(q.amax)(u)
     k, K = q.history, a.shape[0]
-    padded = jnp.concatenate([jnp.tile(a, -(-k // K))[-k:], a])
-    ref = lax.reduce_window(padded, -jnp.inf, lax.max, (k,), (1,), "VALID")[:K]
+    ref = windowed_refs(jnp.tile(a, -(-k // K))[None, -k:], a[:, None])[0][:, 0]
     words = jax.vmap(lambda key, x: q.draw(key, x.shape, x.dtype))(keys, u)
     return jax.vmap(q.apply)(u, words, ref), ref
 
