@@ -956,13 +956,10 @@ def _fp32_option(role: str, B: int, d: int, weights) -> tuple[dict, NoQuant]:
 
 def _pareto(opts: list[tuple[dict, object]]) -> list[tuple[dict, object]]:
     """The options no other option beats on both cost and penalty, cheapest first."""
-    opts = sorted(opts, key=lambda o: (o[0]["bits_per_step"], o[0]["predicted_penalty"]))
-    front, best = [], math.inf
-    for o in opts:
-        if o[0]["predicted_penalty"] < best:
-            front.append(o)
-            best = o[0]["predicted_penalty"]
-    return front
+    cost = np.array([o[0]["bits_per_step"] for o in opts], float)
+    penalty = np.array([o[0]["predicted_penalty"] for o in opts], float)
+    mask = _front_mask(cost, penalty)
+    return [opts[i] for i in np.lexsort((penalty, cost)) if mask[i]]
 
 
 def _joint_search(fronts, pen: _Penalties, conv: str, budget: float, total_fp32: float):
@@ -1038,6 +1035,7 @@ def _joint_search(fronts, pen: _Penalties, conv: str, budget: float, total_fp32:
 
 
 def _front_mask(cost: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """Where no other point is at most as costly with a lower penalty (ties: the first)."""
     order = np.lexsort((penalty, cost))
     mask, best = np.zeros(cost.size, bool), math.inf
     for i in order:
