@@ -526,3 +526,21 @@ def test_advise_on_a_sketched_model(tmp_path):
     bad = runner.invoke(app, [*args[:-2], "--sketch-quantize", "before", "--out",
                               str(tmp_path / "b")])  # fmt: skip
     assert bad.exit_code == 2 and "before the sketch" in bad.stderr
+
+
+def test_beyond_the_estimated_moments_dimension_the_advisor_falls_back_to_surrogates():
+    """Moments are estimated for d ≤ 512 only: above, a shared-scale data format is predicted by
+    its surrogate, and a joint scheme with biased data and biased labels (which would need
+    estimated moments) by the surrogate theory, instead of the exact risk's refusal."""
+    from qlinreg.advise import _Penalties
+
+    p = make_problem(600)
+    assert _prediction(parse_quantizer("int8"), "data", p) == "surrogate"
+    assert _prediction(parse_quantizer("int8"), "data", make_problem(60)) == "estimated"
+    assert _prediction(parse_quantizer("fp8_e4m3"), "data", p) == "exact"
+    pen = _Penalties(p, SGDConfig(0.1, 200), "N")
+    pair = Scheme.parse(["data=fp8_e4m3:nearest_even", "labels=fp8_e4m3:nearest_even"])
+    with pytest.raises(ValueError, match="d ≤ 512"):
+        qlinreg.exact_risk(p, pair, SGDConfig(0.1, 200), [200])
+    assert pen.risks(pair)["moments"] == "surrogate"
+    assert math.isfinite(pen.penalty(pair, "clean"))

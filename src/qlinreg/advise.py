@@ -69,6 +69,7 @@ from qlinreg.quantize.formats import (
 from qlinreg.quantize.measure import EpsilonEstimate, estimate_epsilon
 from qlinreg.quantize.rounding import ROUNDINGS
 from qlinreg.table import CONVENTIONS
+from qlinreg.theory.sampled_moments import SAMPLED_MAX_DIM
 
 __all__ = [
     "DEFAULT_MENU",
@@ -398,8 +399,9 @@ seconds: :data:`ADVISE_SAMPLES` rows quantized)."""
 def _prediction(q, role: str, problem: Problem) -> str:
     """How a candidate's penalty is predicted: ``exact`` (a format on a fixed grid on the data
     or labels of a diagonal problem: its own moments), ``estimated`` (a shared-scale format
-    there: moments from sampled rows), ``surrogate`` (parameters, activations, gradients — their
-    values depend on the iterate — and full covariances)."""
+    there, ``d ≤ SAMPLED_MAX_DIM``: moments from sampled rows), ``surrogate`` (parameters,
+    activations, gradients — their values depend on the iterate —, delayed scales, shared
+    scales at larger ``d``, and full covariances)."""
     from qlinreg.theory.format_moments import scalar_grid
 
     if role not in ("data", "labels") or problem.basis is not None:
@@ -410,7 +412,9 @@ def _prediction(q, role: str, problem: Problem) -> str:
         grid = scalar_grid(q)
     except ValueError:  # an INT grid not symmetric about 0: no exact theory
         return "surrogate"
-    return "exact" if grid is not None else "estimated"
+    if grid is not None:
+        return "exact"
+    return "estimated" if problem.d <= SAMPLED_MAX_DIM else "surrogate"
 
 
 def _join(*parts: str) -> str:
@@ -527,8 +531,15 @@ class _Penalties:
         sgd = self.sgd if self.horizon == "N" else replace(self.sgd, steps=N_INF, schedule=())
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # instability: reported as inf
-            res = exact_risk(self.problem, scheme, sgd, [sgd.steps], samples=ADVISE_SAMPLES,
-                             seed=self.seed)  # fmt: skip
+            try:
+                res = exact_risk(self.problem, scheme, sgd, [sgd.steps],
+                                 samples=ADVISE_SAMPLES, seed=self.seed)  # fmt: skip
+            except ValueError:
+                # biased data with biased labels need estimated moments, for d ≤ 512 only
+                if not formats or self.problem.d <= SAMPLED_MAX_DIM:
+                    raise
+                res = exact_risk(self.problem, scheme, sgd, [sgd.steps], surrogate=True,
+                                 seed=self.seed)  # fmt: skip
         out = {"moments": res.moments}
         for conv, risk, se in (("quantized", res.exact_risk, res.risk_se),
                                ("clean", res.exact_risk_clean, res.risk_clean_se)):  # fmt: skip
