@@ -68,6 +68,7 @@ from qlinreg.quantize.formats import (
 )
 from qlinreg.quantize.measure import EpsilonEstimate, estimate_epsilon
 from qlinreg.quantize.rounding import ROUNDINGS
+from qlinreg.quantize.scheme import role_shape
 from qlinreg.table import CONVENTIONS
 from qlinreg.theory.sampled_moments import SAMPLED_MAX_DIM
 
@@ -133,12 +134,6 @@ checked (penalties of different roles interact, mostly sub- or near-additively).
 
 
 # ---- cost -------------------------------------------------------------------------------------
-
-
-def role_shape(role: str, batch: int, d: int) -> tuple[int, ...]:
-    """Shape of the tensor a role carries in one step (SPEC §2): ``X_t`` is ``B × d``, ``w`` is
-    ``d``; labels, activations and output gradients are ``B``-vectors."""
-    return {"data": (batch, d), "params": (d,)}.get(role, (batch,))
 
 
 def values_per_step(role: str, batch: int, d: int) -> int:

@@ -27,7 +27,7 @@ from qlinreg.algorithm import SGDConfig, check_checkpoints, check_run, positive_
 from qlinreg.files import prepare_dir, write_atomic
 from qlinreg.problem import Problem
 from qlinreg.quantize.idealized import error_moments
-from qlinreg.quantize.scheme import Scheme
+from qlinreg.quantize.scheme import ROLES, Scheme, role_shape
 from qlinreg.sgd import DivergenceError, SimResult, check_simulation, simulate
 from qlinreg.sketch import Sketch, exact_before, simulate_sketched, sketched_model
 from qlinreg.table import MC_COLUMNS
@@ -144,9 +144,9 @@ class RunSpec:
     def warnings(self) -> list[str]:
         """Configurations that run but quantize less than they seem to."""
         B, d = self.sgd.batch, self.model.d
-        shapes = {"data": (B, self.problem.d if self.before else d), "params": (d,)}
-        shapes.update(labels=(B,), activations=(B,))
-        shapes["grads"] = (B,)
+        shapes = {role: role_shape(role, B, d) for role in ROLES}
+        if self.before:  # the data quantizer sees x itself
+            shapes["data"] = (B, self.problem.d)
         out = []
         for role, q in self.scheme.items():
             if hasattr(q, "exact_on") and q.exact_on(shapes[role]):

@@ -21,9 +21,16 @@ from qlinreg.quantize.idealized import (
     NoQuant,
 )
 
-__all__ = ["ROLES", "Quantizer", "Scheme", "parse_quantizer", "register_kind"]
+__all__ = ["ROLES", "Quantizer", "Scheme", "parse_quantizer", "register_kind", "role_shape"]
 
 ROLES = ("data", "labels", "params", "activations", "grads")
+
+
+def role_shape(role: str, batch: int, d: int) -> tuple[int, ...]:
+    """Shape of the tensor a role carries in one step (SPEC §2): ``X_t`` is ``B × d``, ``w`` is
+    ``d``; labels, activations and output gradients are ``B``-vectors."""
+    return {"data": (batch, d), "params": (d,)}.get(role, (batch,))
+
 
 Quantizer = Callable[[jax.Array, jax.Array], jax.Array]
 """A quantizer: a pytree (its tunable numbers as leaves, the rest static) called as
