@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import qlinreg as ql  # noqa: E402
+from explorer_browser import explorer_in_chromium  # noqa: E402  (benchmarks/)
 from qlinreg.explore import Setting, checkpoints, compute  # noqa: E402
 
 # label → (control on the page, setting field, two values to alternate between: the first
@@ -44,9 +40,6 @@ CONTROLS = {
     "decay (a)": ("decay", "decay", ("1.5", "2.0")),
     "convention": ("convention", "convention", ("clean", "quantized")),
 }
-FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-         "--disable-background-networking --disable-component-update --disable-sync "
-         "--disable-dev-shm-usage --window-size=1500,1200").split()  # fmt: skip
 
 
 def field_value(field: str, value) -> object:
@@ -90,29 +83,8 @@ def in_process(dim: int, repeat: int) -> dict[str, tuple[float, float]]:
 
 
 def in_browser(dim: int, repeat: int) -> dict[str, float]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, "-m", "qlinreg", "explore", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)  # fmt: skip
-    url = None
-    while url is None:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit("qlinreg explore did not start")
-        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        url = m and m.group(1)
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    opts = webdriver.ChromeOptions()
-    profile = tempfile.mkdtemp(prefix="qlinreg-bench-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     m = "const m = n => Bokeh.documents[0].get_model_by_name(n); "
-    try:
+    with explorer_in_chromium("--window-size=1500,1200") as (driver, url):
         driver.get(f"{url}?dim={dim}&data=additive:0.01")
         while not driver.execute_script(
             "return window.Bokeh && Bokeh.documents.length > 0 && "
@@ -136,11 +108,6 @@ def in_browser(dim: int, repeat: int) -> dict[str, float]:
                     times.append(time.perf_counter() - t)
             out[label] = 1e3 * statistics.median(times)
         return out
-    finally:
-        driver.quit()
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def main() -> None:

@@ -15,11 +15,11 @@ Run on a GPU machine: ``pip install -e '.[cuda]'`` then
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 
 import qlinreg as ql
+from bench_formats import best_time  # benchmarks/: warm-up, then the best of repeat
 
 SIZES = {
     "tiny": [("paper setting", 32, 16, 100), ("large d", 32, 16, 100)],
@@ -31,16 +31,6 @@ SCHEMES = {
     "all int8": ["all=int8"],
     "all mxfp8_e4m3": ["all=mxfp8_e4m3"],
 }
-
-
-def best(fn, repeat: int) -> float:
-    jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -61,7 +51,7 @@ def main() -> None:
             def run(p=problem, s=scheme, g=sgd, n=trials, ck=(steps,)):
                 return ql.simulate(p, s, g, trials=n, checkpoints=list(ck)).risk
 
-            t = best(run, args.repeat)
+            t = best_time(run, args.repeat)
             print(f"| {case} | {d} | {trials} | {steps} | {name} | {t:.3g} | "
                   f"{trials * steps / t:.3g} |", flush=True)  # fmt: skip
         ck = ql.geometric_checkpoints(steps)
@@ -70,7 +60,7 @@ def main() -> None:
         def exact(p=problem, s=scheme, g=sgd, ck=ck):
             return ql.exact_risk(p, s, g, ck).exact_risk
 
-        t = best(exact, args.repeat)
+        t = best_time(exact, args.repeat)
         print(f"| {case} | {d} | — | {steps} | exact risk, {len(ck)} checkpoints | {t:.3g} | — |")
 
 

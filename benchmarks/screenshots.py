@@ -6,20 +6,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
-         "--disable-background-networking --disable-component-update --disable-sync "
-         "--disable-dev-shm-usage --hide-scrollbars").split()  # fmt: skip
+from explorer_browser import ROOT, explorer_in_chromium
+
 SETTING = ("dim=1000&steps=10000&trials=32&data=fp8_e4m3&params=additive:0.0001"
            "&activations=multiplicative:0.01")  # fmt: skip
 M = "const m = n => Bokeh.documents[0].get_model_by_name(n); "
@@ -44,30 +36,10 @@ def wait(driver, expr: str, timeout: float = 300) -> None:
 
 
 def main() -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     results = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "results")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "qlinreg", "explore", "--port", "0"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)  # fmt: skip
-    url = None
-    while url is None:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit("qlinreg explore did not start")
-        found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        url = found and found.group(1)
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    opts = webdriver.ChromeOptions()
-    profile = tempfile.mkdtemp(prefix="qlinreg-shots-")
-    for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1460,1040"):
-        opts.add_argument(flag)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
     out = ROOT / "docs" / "img"
-    try:
+    flags = ("--hide-scrollbars", "--window-size=1460,1040")
+    with explorer_in_chromium(*flags, env={"JAX_PLATFORMS": "cpu"}) as (driver, url):
         driver.get(url + "?" + SETTING)
         wait(driver, "window.Bokeh && Bokeh.documents.length > 0 && m('readout').text")
         driver.execute_script(FIND, ".mc-run").click()
@@ -82,12 +54,8 @@ def main() -> None:
             time.sleep(2)
             driver.execute_script("document.querySelector('details').open = true")
             driver.save_screenshot(str(out / "report.png"))
-    finally:
-        driver.quit()
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(profile, ignore_errors=True)
-    print(f"wrote {out / 'explore.png'}" + (f", {out / 'report.png'}" if results else ""))
+    report = (results / "index.html").exists()
+    print(f"wrote {out / 'explore.png'}" + (f", {out / 'report.png'}" if report else ""))
 
 
 if __name__ == "__main__":
