@@ -126,6 +126,24 @@ def test_compute_matches_the_library_and_masks_an_unstable_setting():
     assert high.radius > 1 and "above the stability limit" in high.notes[0]
 
 
+def test_formats_on_a_fixed_grid_use_their_own_moments_others_their_surrogates():
+    """Unscaled FP8 on the data has exact moments (docs/theory.md §14): the page shows that
+    exact risk, not its surrogate's (which misses it severalfold at N = 10⁴); INT8 with a
+    per-row scale (shared scale) keeps its surrogate; labels take the role's default scaling."""
+    sgd = ql.SGDConfig(0.1, 10_000)
+    problem = ql.make_problem(128)
+    fp8 = compute(Setting(dim=128, steps=10_000, data="fp8_e4m3"))
+    own = ql.exact_risk(problem, ql.Scheme.parse(["data=fp8_e4m3"]), sgd, [10_000])
+    np.testing.assert_allclose(fp8.risk[-1], own.exact_risk[-1], rtol=1e-9)
+    assert "own moments" in fp8.surrogates["data"]
+    sur = ql.exact_risk(problem, ql.Scheme.parse(["data=fp8_e4m3"]), sgd, [10_000], surrogate=True)
+    assert own.exact_risk[-1] - sur.exact_risk[-1] > 5e-4  # penalties 0.00113 vs 0.00025
+    int8 = compute(Setting(dim=64, steps=2000, data="int8"))
+    assert "own moments" not in int8.surrogates["data"]
+    labels = compute(Setting(dim=64, steps=2000, labels="int8"))  # delayed at B = 1: quantized
+    assert labels.risk[-1] > labels.full[-1]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--port", "70000"], "port must be an integer in [0, 65535]"),

@@ -10,9 +10,11 @@ evaluated), then recomputes:
 - the spectrum of ``H`` against ``H^(q)`` (:func:`qlinreg.theory.H_q`);
 - the stability limit ``γ_max`` (largest γ whose second-moment recursion is stable).
 
-A number format on a role enters the exact risk through its measured idealized surrogate
-(:func:`qlinreg.advise.role_samples`, :func:`~qlinreg.advise.measure_roles`,
-:func:`~qlinreg.advise.surrogate_for`); Monte Carlo (a button) runs the real formats through
+A number format on the data or labels on a fixed grid (FP without scaling, INT with a fixed
+scale) enters the exact risk with its own moments (docs/theory.md §14); every other format
+through its measured idealized surrogate (:func:`qlinreg.advise.role_samples`,
+:func:`~qlinreg.advise.measure_roles`, :func:`~qlinreg.advise.surrogate_for`), which also gives
+the spectrum, ``γ_max`` and the bound; Monte Carlo (a button) runs the real formats through
 :func:`qlinreg.pipeline.run`, with progress and cancel; the advisor (a button) runs
 :class:`qlinreg.advise.Advisor` (cached per problem and SGD setting). The page's URL encodes
 the setting (the same names as ``qlinreg run`` options), so a view can be shared.
@@ -32,7 +34,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from urllib.parse import urlencode
 
 import numpy as np
@@ -57,7 +59,8 @@ FORMATS = (
     "bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e3m2", "fp6_e2m3", "fp4_e2m1", "mxfp8_e4m3",
     "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8", "int16", "int8", "int4",
 )  # fmt: skip
-"""Number formats offered per role (each through its measured surrogate in the exact risk)."""
+"""Number formats offered per role (in the exact risk with their own moments on data and labels
+where exact, else through their measured surrogates)."""
 ROUNDINGS = ("stochastic", "nearest_even", "nearest_away", "toward_zero")
 ADVISOR_MENU = ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp6_e2m3", "fp4_e2m1", "mxfp8_e4m3",
                 "mxfp4", "int8", "int4")  # fmt: skip
@@ -317,10 +320,31 @@ def _surrogate(setting: Setting, problem, sgd, role: str, text: str):
             (setting.problem_key(), setting.batch, setting.lr, min(setting.steps, 20_000)),
             lambda: role_samples(problem, sgd, seed=setting.seed),
         )
-        m = measure_roles(parse_quantizer(text), {role: samples[role]}, seed=setting.seed)
+        q = parse_quantizer(text, role)  # the role's default scaling, as the Monte Carlo's
+        m = measure_roles(q, {role: samples[role]}, seed=setting.seed)
         return surrogate_for(role, m[role], problem)
 
     return _SURROGATES.get((setting.problem_key(), setting.sgd_key(), role, text), make)
+
+
+def _own_moments(setting: Setting, problem, scheme):
+    """``scheme`` with the formats on data and labels put back where their own moments are
+    exact (a fixed grid: FP without scaling, INT with a fixed scale; docs/theory.md §14), as
+    ``qlinreg advise`` predicts them; otherwise ``scheme`` itself (its surrogates: shared
+    scales would need seconds of sampling)."""
+    from qlinreg.advise import _prediction
+    from qlinreg.quantize import parse_quantizer
+    from qlinreg.theory.exact import has_exact_moments
+
+    own = {}
+    for role, text in setting.formats().items():
+        q = parse_quantizer(text, role)
+        if _prediction(q, role, problem) == "exact":
+            own[role] = q
+    if not own:
+        return scheme
+    mixed = replace(scheme, **own)
+    return mixed if has_exact_moments(problem, mixed) else scheme
 
 
 def _downsample(d: int, points: int = 400) -> np.ndarray:
@@ -343,6 +367,11 @@ def compute(setting: Setting) -> Views:
         theory[role] = _surrogate(setting, problem, sgd, role, text)
         surrogates[role] = f"{text} → {theory[role].label} (measured)"
     scheme = Scheme(**theory)
+    own = _own_moments(setting, problem, scheme)
+    if own is not scheme:
+        for role in ("data", "labels"):
+            if getattr(own, role) is not getattr(scheme, role):
+                surrogates[role] += "; exact risk from its own moments"
     ck = checkpoints(setting.steps)
     notes = []
     radius = second_moment_radius(problem, scheme, sgd)
@@ -352,7 +381,7 @@ def compute(setting: Setting) -> Views:
     if stable or setting.steps * setting.dim <= MAX_STEPPED:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # instability: noted below
-            ex = exact_risk(problem, scheme, sgd, ck)
+            ex = exact_risk(problem, own, sgd, ck)
             fp = exact_risk(problem, None, sgd, ck)
         conv = "exact_risk" if setting.convention == "quantized" else "exact_risk_clean"
         risk, full = getattr(ex, conv).copy(), getattr(fp, conv).copy()

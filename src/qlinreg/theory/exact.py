@@ -57,7 +57,14 @@ from qlinreg.theory.sampled_moments import (
     sample_moments,
 )
 
-__all__ = ["ExactResult", "check_exact", "exact_risk", "in_eigenbasis", "second_moment_radius"]
+__all__ = [
+    "ExactResult",
+    "check_exact",
+    "exact_risk",
+    "has_exact_moments",
+    "in_eigenbasis",
+    "second_moment_radius",
+]
 
 
 @dataclass(frozen=True)
@@ -317,6 +324,12 @@ def _exact_moments(problem: Problem, scheme: Scheme) -> _DataMoments | None:
         return _data_moments_labels(problem, rm, label_moments(problem, data, labels))
     except BiasedPairError:
         return None
+
+
+def has_exact_moments(problem: Problem, scheme: Scheme) -> bool:
+    """Whether the data and label quantizers of ``scheme`` on the diagonal ``problem`` have
+    exact moments (closed form, quadrature): no sampling, no standard error."""
+    return _exact_moments(problem, scheme) is not None
 
 
 def _moment_plan(
