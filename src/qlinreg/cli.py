@@ -519,22 +519,17 @@ def advise(**options) -> None:
 
 
 def _advise_setting(cfg):
-    """``(problem, sgd, risk offset)`` of a run configuration for the advisor: with a sketch,
-    the sketched model's exact reduction and its approximation error (quantizing after the
-    sketch; before it there is no exact risk to predict with)."""
-    from qlinreg.sketch import sketched_model
-
-    problem, sgd = cfg.problem(), cfg.sgd()
-    sketch = cfg.sketch_of(problem)
-    if sketch is None:
-        return problem, sgd, 0.0
-    if sketch.quantize == "before":
+    """``(problem, sgd, risk offset)`` of a run configuration for the advisor: the run's model
+    (:attr:`qlinreg.RunSpec.model`; with a sketch, the sketched model's exact reduction) and
+    what its risks miss (the sketch's approximation error). Quantizing before the sketch has
+    no exact risk to predict with."""
+    spec = cfg.spec()
+    if spec.before:
         raise ValueError(
             "advise: quantizing x before the sketch (sketch_quantize = before) has no exact "
             "risk for number formats; use sketch_quantize = after"
         )
-    model = sketched_model(problem, sketch)
-    return model.reduced, sgd, model.approx
+    return spec.model, spec.sgd, spec.offset
 
 
 def _signature(base, own, drop) -> inspect.Signature:
